@@ -1,0 +1,34 @@
+# Quick start: `make demo` then `make test`. Each target creates .venv and installs
+# the package on first use; the stamp file makes later calls skip the install
+# until pyproject.toml changes.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU wheel is installed first so the range in pyproject.toml is already
+# satisfied and pip does not fetch a CUDA build. Override for a GPU machine,
+# e.g. `make TORCH_SPEC="torch==2.5.1" demo`.
+TORCH_SPEC ?= torch==2.13.0
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.dlm_ml-installed
+
+.PHONY: install demo test bench clean-demo
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(VPY) -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VPY) -m dlm_ml.demo
+
+test: $(STAMP)
+	$(VPY) -m pytest -q
+
+bench: $(STAMP)
+	$(VPY) benchmarks/stats_speed.py
+
+clean-demo:
+	rm -rf outputs/demo

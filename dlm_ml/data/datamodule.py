@@ -1,0 +1,134 @@
+"""MONAI datasets and the LightningDataModule of one cross-validation fold."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+from monai.data import DataLoader, Dataset
+from monai.transforms import (
+    Compose,
+    EnsureTyped,
+    RandAffined,
+    RandFlipd,
+    RandGaussianNoised,
+    RandScaleIntensityd,
+)
+
+from dlm_ml.data.folds import check_disjoint, split_validation
+from dlm_ml.data.patches import PatchSet
+
+
+def lesion_records(patches: PatchSet, rows: np.ndarray) -> list[dict]:
+    """MONAI-style dictionaries, one per lesion.
+
+    Keys: ``image`` float32 [C, D, H, W]; ``present`` bool [C]; ``label`` float32 scalar (pcr);
+    ``patient_id``, ``lesion_id`` strings; ``index`` row in ``patches``.
+    """
+    records = []
+    for i in rows:
+        lesion = patches.lesions.iloc[int(i)]
+        records.append({
+            "image": patches.image[i],
+            "present": patches.present[i],
+            "label": np.float32(lesion.pcr),
+            "patient_id": str(lesion.patient_id),
+            "lesion_id": str(lesion.lesion_id),
+            "index": int(i),
+        })
+    return records
+
+
+def training_transforms(flip_prob: float = 0.5, affine_prob: float = 0.5, rotate_deg: float = 10.0,
+                        scale: float = 0.1, noise_std: float = 0.05, intensity_scale: float = 0.05) -> Compose:
+    """Augmentation for training folds only. Flips on every axis (lesion orientation carries no
+    information), small rotations/scaling about the lesion centre, intensity jitter in
+    normalised units."""
+    rad = math.radians(rotate_deg)
+    return Compose([
+        EnsureTyped(keys=["image"], dtype=np.float32, track_meta=False),
+        RandFlipd(keys=["image"], prob=flip_prob, spatial_axis=0),
+        RandFlipd(keys=["image"], prob=flip_prob, spatial_axis=1),
+        RandFlipd(keys=["image"], prob=flip_prob, spatial_axis=2),
+        RandAffined(keys=["image"], prob=affine_prob, rotate_range=(rad, rad, rad),
+                    scale_range=(scale, scale, scale), padding_mode="border"),
+        RandScaleIntensityd(keys=["image"], factors=intensity_scale, prob=0.5),
+        RandGaussianNoised(keys=["image"], prob=0.5, std=noise_std),
+    ])
+
+
+def evaluation_transforms() -> Compose:
+    return Compose([EnsureTyped(keys=["image"], dtype=np.float32, track_meta=False)])
+
+
+class PCRDataModule(pl.LightningDataModule):
+    """Data of one fold: training patients split into fit/validation, the fold's patients as test.
+
+    Parameters
+    ----------
+    patches : PatchSet of the whole cohort.
+    folds : DataFrame ``patient_id, fold``.
+    fold : int, the test fold.
+    val_fraction : float, share of training patients held out for early stopping, checkpoint
+        selection and thresholds.
+    seed : int, seeds the validation split and the augmentation.
+    """
+
+    def __init__(self, patches: PatchSet, folds: pd.DataFrame, fold: int, batch_size: int = 32,
+                 num_workers: int = 0, val_fraction: float = 0.2, seed: int = 0,
+                 augmentation: dict | None = None):
+        super().__init__()
+        self.patches, self.folds, self.fold = patches, folds, int(fold)
+        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
+        self.seed = int(seed)
+        fold_of = dict(zip(folds.patient_id, folds.fold))
+        lesion_fold = patches.lesions.patient_id.map(fold_of)
+        if lesion_fold.isna().any():
+            missing = patches.lesions.patient_id[lesion_fold.isna()].unique().tolist()
+            raise ValueError(f"patients without a fold: {missing[:10]}")
+        test = (lesion_fold == self.fold).to_numpy()
+        if not test.any():
+            raise ValueError(f"fold {fold} holds no lesion")
+        train_rows = np.flatnonzero(~test)
+        fit_mask, val_mask = split_validation(patches.lesions.iloc[train_rows], val_fraction, seed + self.fold)
+        self.fit_rows, self.val_rows, self.test_rows = train_rows[fit_mask], train_rows[val_mask], np.flatnonzero(test)
+        pid = patches.lesions.patient_id.to_numpy()
+        check_disjoint(pid[self.fit_rows], pid[self.test_rows], "fit and test sets")
+        check_disjoint(pid[self.val_rows], pid[self.test_rows], "validation and test sets")
+        self.augmentation = dict(augmentation or {})
+
+    @property
+    def pos_weight(self) -> float:
+        """n_negative / n_positive among fit lesions, for class-weighted BCE."""
+        y = self.patches.lesions.pcr.to_numpy()[self.fit_rows]
+        return float((y == 0).sum() / max((y == 1).sum(), 1))
+
+    def setup(self, stage: str | None = None) -> None:
+        train_tf = training_transforms(**self.augmentation)
+        train_tf.set_random_state(seed=self.seed + 1000 * self.fold)
+        self.fit_set = Dataset(lesion_records(self.patches, self.fit_rows), transform=train_tf)
+        eval_tf = evaluation_transforms()
+        self.val_set = Dataset(lesion_records(self.patches, self.val_rows), transform=eval_tf)
+        self.test_set = Dataset(lesion_records(self.patches, self.test_rows), transform=eval_tf)
+
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        import torch
+
+        generator = torch.Generator().manual_seed(self.seed + self.fold)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          generator=generator, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.fit_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        """Validation (for thresholds) and test loaders, in that order."""
+        return [self._loader(self.val_set, shuffle=False), self._loader(self.test_set, shuffle=False)]

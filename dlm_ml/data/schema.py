@@ -1,0 +1,44 @@
+"""The cohort layout on disk: one place for file names, columns and vocabularies.
+
+A cohort is a folder holding ``cohort.yaml`` and the tables below; every path in
+a table is relative to that folder. Ids are pseudonymous strings.
+"""
+
+from __future__ import annotations
+
+# Ordered: the surgical decision is taken at ``presurgery``; ``followup`` belongs
+# to the reference standard and is refused as a model input unless configured.
+TIMEPOINTS: tuple[str, ...] = ("baseline", "presurgery", "followup")
+DECISION_TIMEPOINT = "presurgery"
+POST_DECISION_TIMEPOINTS: tuple[str, ...] = ("followup",)
+
+# ct: portal-venous CT in Hounsfield units; adc: ADC map in µm²/s (1e-6 mm²/s).
+MODALITIES: tuple[str, ...] = ("ct", "adc")
+REFERENCE_MODALITY = "ct"
+REFERENCE_TIMEPOINT = "baseline"
+
+REFERENCES: tuple[str, ...] = ("pathology", "follow_up")
+
+COHORT_YAML = "cohort.yaml"
+PATIENTS_CSV = "patients.csv"
+IMAGES_CSV = "images.csv"
+LESIONS_CSV = "lesions.csv"
+OUTCOMES_CSV = "outcomes.csv"
+READINGS_CSV = "readings.csv"
+TRUTH_DIR = "truth"
+
+COHORT_YAML_KEYS: tuple[str, ...] = ("name", "version", "timepoints", "modalities")
+
+# Required columns first; further columns are allowed (clinical covariates, masks).
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    PATIENTS_CSV: ("patient_id", "site"),
+    IMAGES_CSV: ("patient_id", "timepoint", "modality", "path"),
+    LESIONS_CSV: ("patient_id", "lesion_id", "x_mm", "y_mm", "z_mm", "diameter_mm"),
+    OUTCOMES_CSV: ("patient_id", "lesion_id", "pcr", "reference", "resected"),
+    READINGS_CSV: ("reader_id", "patient_id", "lesion_id", "score", "call"),
+}
+OPTIONAL_LESION_COLUMNS: tuple[str, ...] = ("mask_path", "mask_label")
+
+# Predictions table written by training and read by evaluation: one row per lesion.
+PREDICTION_COLUMNS: tuple[str, ...] = ("patient_id", "lesion_id", "fold", "prob_pcr", "pcr")
+LESION_KEY: tuple[str, str] = ("patient_id", "lesion_id")

@@ -1,0 +1,236 @@
+"""Patient anatomy (body, fat, spine, aorta, two-lobed liver), lesion placement and
+voxel rendering of one image.
+
+Shapes are analytic, evaluated at voxel centres in anatomy space (= baseline CT
+physical space) with a smooth edge whose width grows with the voxel size, which
+stands in for partial volume. Renderers take coordinate arrays broadcastable to
+the output shape, so they work unchanged once poses stop being the identity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit
+
+from dlm_ml.data.synthetic.config import SynthConfig
+from dlm_ml.data.synthetic.geometry import ImageGrid, VisitPose, anatomy_box_to_slices, voxel_anatomy_coords
+
+
+@dataclass(frozen=True)
+class Ellipsoid:
+    center: tuple[float, float, float]
+    semi_axes: tuple[float, float, float]
+
+    def norm_radius(self, x, y, z):
+        c, a = self.center, self.semi_axes
+        return np.sqrt(((x - c[0]) / a[0]) ** 2 + ((y - c[1]) / a[1]) ** 2 + ((z - c[2]) / a[2]) ** 2)
+
+    def signed_distance(self, x, y, z):
+        """Approximate signed distance (mm; negative inside)."""
+        return (self.norm_radius(x, y, z) - 1.0) * min(self.semi_axes)
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    """One patient's anatomy, in anatomy space (mm, LPS)."""
+
+    fov_center: tuple[float, float, float]
+    right_lobe: Ellipsoid
+    left_lobe: Ellipsoid
+    body_center: tuple[float, float]
+    body_semi_axes: tuple[float, float]
+    fat_mm: float
+    spine_center: tuple[float, float]
+    spine_radius: float
+    aorta_center: tuple[float, float]
+    aorta_radius: float
+
+    def _ellipse_sd(self, x, y, shrink: float):
+        a, b = self.body_semi_axes[0] - shrink, self.body_semi_axes[1] - shrink
+        r = np.sqrt(((x - self.body_center[0]) / a) ** 2 + ((y - self.body_center[1]) / b) ** 2)
+        return (r - 1.0) * min(a, b)
+
+    def body_sd(self, x, y):
+        return self._ellipse_sd(x, y, 0.0)
+
+    def inner_sd(self, x, y):
+        return self._ellipse_sd(x, y, self.fat_mm)
+
+    def liver_sd(self, x, y, z):
+        """Approximate signed distance to the liver: union of two lobes, clipped to
+        stay inside the abdominal wall."""
+        lobes = np.minimum(self.right_lobe.signed_distance(x, y, z), self.left_lobe.signed_distance(x, y, z))
+        return np.maximum(lobes, self.inner_sd(x, y) + 3.0)
+
+    def liver_contains(self, pts: np.ndarray) -> np.ndarray:
+        return self.liver_sd(pts[..., 0], pts[..., 1], pts[..., 2]) < 0
+
+    def liver_box(self) -> tuple[np.ndarray, np.ndarray]:
+        los, his = [], []
+        for e in (self.right_lobe, self.left_lobe):
+            c, a = np.asarray(e.center), np.asarray(e.semi_axes)
+            los.append(c - a - 3)
+            his.append(c + a + 3)
+        return np.min(los, axis=0), np.max(his, axis=0)
+
+    def as_record(self) -> dict[str, float]:
+        rec: dict[str, float] = {}
+        for name in ("right_lobe", "left_lobe"):
+            e = getattr(self, name)
+            for ax, v in zip("xyz", e.center):
+                rec[f"{name}_c{ax}"] = v
+            for ax, v in zip("xyz", e.semi_axes):
+                rec[f"{name}_a{ax}"] = v
+        for name in ("body_center", "body_semi_axes", "spine_center", "aorta_center"):
+            for ax, v in zip("xy", getattr(self, name)):
+                rec[f"{name}_{ax}"] = v
+        rec.update(fat_mm=self.fat_mm, spine_radius=self.spine_radius, aorta_radius=self.aorta_radius)
+        return {k: round(float(v), 3) for k, v in rec.items()}
+
+
+def sample_anatomy(config: SynthConfig, rng: np.random.Generator) -> Anatomy:
+    """Draw one patient's anatomy; the baseline CT field of view is centred near the liver."""
+    an = config.anatomy
+    s = an.scale
+    # Arbitrary table position: world coordinates differ between patients, as in real CT.
+    fov_center = np.round(np.array([rng.uniform(-80, -40), rng.uniform(-10, 30), rng.uniform(-250, -100)]), 1)
+    liver_c = fov_center + rng.uniform(-an.position_jitter_mm, an.position_jitter_mm, 3) * s
+    k_liver = max(0.8, 1 + an.scale_sd * rng.standard_normal())
+    k_body = max(0.8, 1 + an.scale_sd * rng.standard_normal())
+    right = Ellipsoid(tuple(liver_c), tuple(np.asarray(an.liver_semi_axes_mm) * s * k_liver))
+    left = Ellipsoid(tuple(liver_c + np.array([70.0, -25.0, 18.0]) * s * k_liver),
+                     tuple(np.asarray(an.left_lobe_semi_axes_mm) * s * k_liver))
+    body_c = liver_c[:2] + np.array([60.0, 12.0]) * s
+    fat = max(4.0, an.fat_thickness_mm + an.fat_thickness_sd_mm * rng.standard_normal()) * s
+    return Anatomy(
+        fov_center=tuple(fov_center), right_lobe=right, left_lobe=left,
+        body_center=tuple(body_c), body_semi_axes=tuple(np.asarray(an.body_semi_axes_mm) * s * k_body),
+        fat_mm=float(fat),
+        spine_center=tuple(body_c + np.array([0.0, 75.0]) * s * k_body), spine_radius=17.0 * s,
+        aorta_center=tuple(body_c + np.array([18.0, 50.0]) * s * k_body), aorta_radius=11.0 * s,
+    )
+
+
+def _sphere_directions(n: int = 48) -> np.ndarray:
+    """Fibonacci sphere: ``n`` near-uniform unit vectors."""
+    i = np.arange(n) + 0.5
+    phi = np.arccos(1 - 2 * i / n)
+    theta = np.pi * (1 + 5 ** 0.5) * i
+    return np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], axis=1)
+
+
+_DIRS = np.vstack([_sphere_directions(), np.zeros((1, 3))])
+
+
+def place_lesions(anatomy: Anatomy, extents_mm: np.ndarray, grids: list[ImageGrid], config: SynthConfig,
+                  rng: np.random.Generator, max_tries: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Centres for lesions whose rendered extent (largest diameter over all
+    timepoints) is ``extents_mm``: each sphere (plus margins) inside the liver and
+    inside every image grid, none overlapping. Largest first; a lesion that
+    cannot be placed after ``max_tries`` batches is shrunk by 15 % and retried.
+    Returns (centres (n, 3), scale factor applied to each lesion's sizes)."""
+    cfg = config.lesions
+    n = len(extents_mm)
+    order = np.argsort(-extents_mm, kind="stable")
+    centres = np.zeros((n, 3))
+    factor = np.ones(n)
+    lo, hi = anatomy.liver_box()
+    placed: list[int] = []
+    for i in order:
+        for attempt in range(max_tries * 4):
+            r = factor[i] * extents_mm[i] / 2
+            cand = rng.uniform(lo, hi, size=(32, 3))
+            # inside the liver: the centre and 48 points of the enlarged sphere
+            pts = cand[:, None, :] + _DIRS[None] * (r + cfg.liver_margin_mm)
+            ok = anatomy.liver_contains(pts).all(axis=1)
+            for g in grids:
+                ok &= g.contains(cand, margin_mm=r + 1.0)
+            for j in placed:
+                rj = factor[j] * extents_mm[j] / 2
+                ok &= np.linalg.norm(cand - centres[j], axis=1) >= r + rj + cfg.min_gap_mm
+            if ok.any():
+                centres[i] = cand[np.argmax(ok)]
+                placed.append(i)
+                break
+            if attempt % max_tries == max_tries - 1:
+                factor[i] *= 0.85
+        else:
+            raise RuntimeError("could not place lesions in the liver; field of view or liver too small "
+                               "for lesions.diameter_max_mm")
+    return centres, factor
+
+
+@dataclass(frozen=True)
+class Tissue:
+    """Values of one modality at one timepoint (HU or µm²/s)."""
+
+    air: float
+    fat: float
+    soft: float
+    bone: float
+    cortex: float
+    aorta: float
+    liver: float
+    noise_sd: float
+
+
+def _membership(sd, width):
+    return expit(-sd / width).astype(np.float32)
+
+
+def render(anatomy: Anatomy, tissue: Tissue, lesions: list[tuple[np.ndarray, float, float]],
+           grid: ImageGrid, pose: VisitPose, edge_mm: float, rng: np.random.Generator,
+           with_masks: bool = False):
+    """Render one image as a float32 (z, y, x) array.
+
+    ``lesions``: (centre, diameter_mm, value) drawn in order over the liver.
+    Noise is added inside the body only; air outside stays exactly ``tissue.air``.
+    With ``with_masks``: also the liver mask (uint8) and a lesion label map
+    (uint8, label = 1 + position in ``lesions``; diameter 0 → no label).
+    """
+    w = float(np.hypot(edge_mm, 0.35 * np.mean(grid.spacing)))
+    shape = tuple(reversed(grid.size))
+    X, Y, Z = voxel_anatomy_coords(grid, pose)
+    body = _membership(anatomy.body_sd(X, Y), w)
+    inner = _membership(anatomy.inner_sd(X, Y), w)
+    vol = tissue.air + (tissue.fat - tissue.air) * body
+    vol = vol + (tissue.soft - vol) * inner
+    for centre, radius, value, rim in ((anatomy.spine_center, anatomy.spine_radius, tissue.bone, True),
+                                       (anatomy.aorta_center, anatomy.aorta_radius, tissue.aorta, False)):
+        r = np.sqrt((X - centre[0]) ** 2 + (Y - centre[1]) ** 2)
+        vol = vol + (value - vol) * _membership(r - radius, w)
+        if rim:  # cortical shell of the vertebral body
+            vol = vol + (tissue.cortex - vol) * _membership(np.abs(r - radius + 1.5) - 1.5, w)
+    vol = np.broadcast_to(vol, shape).astype(np.float32)  # 2-D background → 3-D copy
+    body = np.broadcast_to(body, shape)
+    liver_mask = np.zeros(shape, np.uint8) if with_masks else None
+    labels = np.zeros(shape, np.uint8) if with_masks else None
+
+    lo, hi = anatomy.liver_box()
+    box = anatomy_box_to_slices(grid, pose, lo, hi)
+    if box is not None:
+        Xb, Yb, Zb = voxel_anatomy_coords(grid, pose, box)
+        m = _membership(anatomy.liver_sd(Xb, Yb, Zb), w)
+        sub = vol[box]
+        vol[box] = sub + (tissue.liver - sub) * m
+        if with_masks:
+            liver_mask[box] = m > 0.5
+    for k, (centre, diameter, value) in enumerate(lesions):
+        if diameter <= 0:
+            continue
+        r = diameter / 2
+        box = anatomy_box_to_slices(grid, pose, np.asarray(centre) - r - 4 * w, np.asarray(centre) + r + 4 * w)
+        if box is None:
+            continue
+        Xb, Yb, Zb = voxel_anatomy_coords(grid, pose, box)
+        dist = np.sqrt((Xb - centre[0]) ** 2 + (Yb - centre[1]) ** 2 + (Zb - centre[2]) ** 2)
+        m = _membership(dist - r, w)
+        sub = vol[box]
+        vol[box] = sub + (value - sub) * m
+        if with_masks:
+            labels[box][m > 0.5] = k + 1
+    if tissue.noise_sd > 0:
+        vol += rng.standard_normal(shape, dtype=np.float32) * np.float32(tissue.noise_sd) * (body > 0.5)
+    return (vol, liver_mask, labels) if with_masks else vol

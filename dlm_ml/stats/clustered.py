@@ -1,0 +1,640 @@
+"""AUC statistics for lesions clustered within patients.
+
+Lesions of one patient are not independent (DESIGN.md §1), so variances treat
+the patient as the unit of independence:
+
+* :func:`clustered_auc`, :func:`clustered_auc_covariance` and
+  :func:`clustered_auc_difference` use the nonparametric estimator of
+  Obuchowski (1997, Biometrics 53:567–578), which extends DeLong's placement
+  values to clusters.
+* :func:`cluster_bootstrap_ci` resamples whole clusters (patients) with
+  replacement for any metric; :func:`cluster_bootstrap_auc` is its vectorised
+  fast path for the AUC.
+
+Obuchowski's estimator
+----------------------
+With ``I`` clusters, cluster ``i`` holding ``m_i`` cases (truth 1) and ``n_i``
+controls, ``M = Σ m_i``, ``N = Σ n_i``, the AUC is the ordinary Mann–Whitney
+AUC over all ``M·N`` case–control pairs (also pairs across clusters). With the
+DeLong placement values ``V10(X_ij)`` (fraction of all controls that case
+``ij`` outranks, ties ½) and ``V01(Y_ik)`` (fraction of all cases outranking
+control ``ik``), their cluster sums ``V10_i``, ``V01_i``, and
+``A_i = V10_i − m_i θ``, ``B_i = V01_i − n_i θ``::
+
+    S10 = I10 / ((I10 − 1) M) · Σ A_i²
+    S01 = I01 / ((I01 − 1) N) · Σ B_i²
+    S11 = I / (I − 1) · Σ A_i B_i
+    Var(θ) = S10 / M + S01 / N + 2 S11 / (M N)
+
+``I10`` / ``I01`` count clusters holding at least one case / control. For two
+scores ``r, s`` on the same lesions the cross terms ``A^r A^s``, ``B^r B^s``
+and ``A^r B^s + A^s B^r`` give the covariance.
+
+**Relation to DeLong.** When every cluster holds exactly one lesion,
+``I10 = M`` and ``I01 = N``, so ``S10`` and ``S01`` are DeLong's ddof=1
+variances of the placement values, and every cluster has ``m_i n_i = 0`` with
+``V01_i = 0`` where ``n_i = 0`` (and ``A_i = 0`` where ``m_i = 0``), so
+``S11 = 0``. The clustered variance then **equals** the DeLong variance
+exactly (no n/(n−1) factor); the test-suite checks this identity.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from scipy.stats import norm
+
+from ._validation import (
+    ResultMixin,
+    check_alpha,
+    check_alternative,
+    check_binary,
+    check_choice,
+    check_clusters,
+    check_positive_int,
+    check_same_length,
+    check_scores,
+    normal_ci,
+    normal_p_value,
+    oriented,
+)
+from .roc import _delong_cov_from_placements, _placements, _safe_z, roc_auc
+
+__all__ = [
+    "ClusteredAUC",
+    "ClusteredAUCDifference",
+    "BootstrapCI",
+    "clustered_auc",
+    "clustered_auc_covariance",
+    "clustered_auc_difference",
+    "cluster_bootstrap_ci",
+    "cluster_bootstrap_auc",
+]
+
+BOOTSTRAP_METHODS = ("percentile", "bca")
+
+
+# --------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class ClusteredAUC(ResultMixin):
+    """AUC with Obuchowski's clustered standard error.
+
+    Attributes
+    ----------
+    auc : float
+        Empirical AUC over all case–control pairs (ties ½).
+    se : float
+        Obuchowski (1997) clustered standard error.
+    ci_low, ci_high : float
+        ``auc ± z_{1-alpha/2} se`` clipped to [0, 1].
+    n_clusters : int
+        Number of clusters (patients).
+    n_clusters_pos, n_clusters_neg : int
+        Clusters holding at least one case / one control.
+    n_pos, n_neg : int
+        Number of cases / controls (lesions).
+    se_unclustered : float
+        DeLong SE that ignores clustering; ``(se / se_unclustered)²`` is the
+        design effect of the clustering.
+    alpha : float
+    """
+
+    auc: float
+    se: float
+    ci_low: float
+    ci_high: float
+    n_clusters: int
+    n_clusters_pos: int
+    n_clusters_neg: int
+    n_pos: int
+    n_neg: int
+    se_unclustered: float
+    alpha: float
+
+
+@dataclass(frozen=True)
+class ClusteredAUCDifference(ResultMixin):
+    """Paired comparison of two AUCs on the same clustered lesions.
+
+    Attributes
+    ----------
+    auc_a, auc_b, diff : float
+        AUCs and ``auc_a - auc_b``.
+    se : float
+        Standard error of ``diff`` from Obuchowski's clustered covariance.
+    z, p_value : float
+        Wald statistic ``diff / se`` and its normal p-value for ``alternative``.
+    ci_low, ci_high : float
+        CI of ``diff`` (one-sided intervals for one-sided alternatives).
+    alternative : str
+    alpha : float
+    n_clusters, n_pos, n_neg : int
+    """
+
+    auc_a: float
+    auc_b: float
+    diff: float
+    se: float
+    z: float
+    p_value: float
+    ci_low: float
+    ci_high: float
+    alternative: str
+    alpha: float
+    n_clusters: int
+    n_pos: int
+    n_neg: int
+
+
+@dataclass(frozen=True)
+class BootstrapCI(ResultMixin):
+    """Cluster (patient) bootstrap confidence interval.
+
+    Attributes
+    ----------
+    estimate : float
+        The metric on the original data.
+    ci_low, ci_high : float
+        Interval at level ``1 - alpha``.
+    n_boot : int
+        Replicates drawn (including failed ones).
+    method : str
+        "percentile" or "bca".
+    n_failed : int
+        Replicates where the metric was undefined (e.g. a resample with one
+        class only) — excluded from the interval and reported here, never
+        silently dropped.
+    alpha : float
+    se : float
+        Standard deviation (ddof=1) of the valid replicates.
+    n_clusters : int
+        Number of clusters resampled.
+    bias_correction, acceleration : float
+        BCa constants ``z0`` and ``a`` (NaN for the percentile method).
+    replicates : ndarray
+        The valid replicate values (not in ``to_dict()``).
+    """
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    n_boot: int
+    method: str
+    n_failed: int
+    alpha: float
+    se: float
+    n_clusters: int
+    bias_correction: float = float("nan")
+    acceleration: float = float("nan")
+    replicates: np.ndarray = field(
+        default_factory=lambda: np.empty(0), repr=False, compare=False, metadata={"to_dict": False}
+    )
+
+
+# --------------------------------------------------------------------------- Obuchowski
+def _validate_clustered(truth, scores: list[tuple[str, Any]], clusters, direction):
+    t = check_binary(truth, "truth", require_both=True)
+    s = [check_scores(v, name) for name, v in scores]
+    codes, labels = check_clusters(clusters, "clusters")
+    check_same_length(truth=t, clusters=codes, **{name: v for (name, _), v in zip(scores, s)})
+    so = oriented(np.vstack(s), direction)
+    return t.astype(bool), so, codes, len(labels)
+
+
+def _obuchowski(t: np.ndarray, s: np.ndarray, codes: np.ndarray, n_clusters: int):
+    """Return (aucs, clustered covariance, DeLong covariance, cluster counts)."""
+    aucs, v10, v01 = _placements(t, s)
+    pos_codes, neg_codes = codes[t], codes[~t]
+    m_i = np.bincount(pos_codes, minlength=n_clusters).astype(float)
+    n_i = np.bincount(neg_codes, minlength=n_clusters).astype(float)
+    big_m, big_n = m_i.sum(), n_i.sum()
+    i10, i01 = int((m_i > 0).sum()), int((n_i > 0).sum())
+    if i10 < 2 or i01 < 2 or n_clusters < 2:
+        raise ValueError(
+            "The clustered variance needs at least 2 clusters containing truth-1 lesions "
+            f"and 2 containing truth-0 lesions; got {i10} and {i01} (of {n_clusters})."
+        )
+    k = s.shape[0]
+    v10_i = np.vstack([np.bincount(pos_codes, weights=v10[r], minlength=n_clusters) for r in range(k)])
+    v01_i = np.vstack([np.bincount(neg_codes, weights=v01[r], minlength=n_clusters) for r in range(k)])
+    a = v10_i - m_i[None, :] * aucs[:, None]
+    b = v01_i - n_i[None, :] * aucs[:, None]
+    s10 = i10 / ((i10 - 1) * big_m) * (a @ a.T)
+    s01 = i01 / ((i01 - 1) * big_n) * (b @ b.T)
+    ab = a @ b.T
+    s11 = n_clusters / (n_clusters - 1) * (ab + ab.T)  # symmetrised cross term
+    cov = s10 / big_m + s01 / big_n + s11 / (big_m * big_n)
+    cov_delong = _delong_cov_from_placements(v10, v01)
+    return aucs, cov, cov_delong, (i10, i01)
+
+
+def clustered_auc_covariance(
+    truth, scores_2d, clusters, *, direction: str = "higher_positive"
+) -> np.ndarray:
+    """Obuchowski (1997) clustered covariance matrix of ``k`` AUCs.
+
+    Parameters
+    ----------
+    truth : array-like of 0/1, shape (n,)
+    scores_2d : array-like, shape (k, n)
+        One row per score measured on the same lesions.
+    clusters : array-like, shape (n,)
+        Cluster (patient) id of each lesion; any hashable labels.
+    direction : {"higher_positive", "lower_positive"}
+
+    Returns
+    -------
+    ndarray, shape (k, k)
+    """
+    arr = np.asarray(scores_2d)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise ValueError(f"`scores_2d` must be 1-D or 2-D (k, n_obs), got shape {arr.shape}.")
+    t, s, codes, n_cl = _validate_clustered(
+        truth, [(f"scores_2d[{i}]", row) for i, row in enumerate(arr)], clusters, direction
+    )
+    return _obuchowski(t, s, codes, n_cl)[1]
+
+
+def clustered_auc(
+    truth, score, clusters, *, alpha: float = 0.05, direction: str = "higher_positive"
+) -> ClusteredAUC:
+    """AUC with Obuchowski's nonparametric clustered variance and Wald CI.
+
+    Parameters
+    ----------
+    truth : array-like of 0/1, shape (n,)
+        Lesion-level truth (pCR).
+    score : array-like of float, shape (n,)
+        Lesion-level score.
+    clusters : array-like, shape (n,)
+        Patient id of each lesion.
+    alpha : float
+        1 − confidence level.
+    direction : {"higher_positive", "lower_positive"}
+
+    Returns
+    -------
+    ClusteredAUC
+        The CI is ``auc ± z_{1-alpha/2} se`` clipped to [0, 1].
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 clusters hold cases, or fewer than 2 hold controls.
+    """
+    alpha = check_alpha(alpha)
+    t, s, codes, n_cl = _validate_clustered(truth, [("score", score)], clusters, direction)
+    aucs, cov, cov_dl, (i10, i01) = _obuchowski(t, s, codes, n_cl)
+    auc = float(aucs[0])
+    se = math.sqrt(max(float(cov[0, 0]), 0.0))
+    lo, hi = normal_ci(auc, se, alpha, "two-sided")
+    return ClusteredAUC(
+        auc=auc,
+        se=se,
+        ci_low=float(np.clip(lo, 0, 1)),
+        ci_high=float(np.clip(hi, 0, 1)),
+        n_clusters=n_cl,
+        n_clusters_pos=i10,
+        n_clusters_neg=i01,
+        n_pos=int(t.sum()),
+        n_neg=int((~t).sum()),
+        se_unclustered=math.sqrt(max(float(cov_dl[0, 0]), 0.0)),
+        alpha=alpha,
+    )
+
+
+def clustered_auc_difference(
+    truth,
+    score_a,
+    score_b,
+    clusters,
+    *,
+    alternative: str = "two-sided",
+    alpha: float = 0.05,
+    direction: str = "higher_positive",
+) -> ClusteredAUCDifference:
+    """Paired test of ``AUC(score_a) - AUC(score_b)`` with clustered covariance.
+
+    ``se² = Var_a + Var_b − 2 Cov_ab`` from :func:`clustered_auc_covariance`;
+    ``z = diff / se`` is referred to the standard normal (Obuchowski 1997).
+    Identical curves give ``z = 0, p = 1``.
+
+    Parameters
+    ----------
+    truth, score_a, score_b, clusters : array-like, shape (n,)
+    alternative : {"two-sided", "greater", "less"}
+        "greater": H1 is ``AUC_a > AUC_b``.
+    alpha : float
+    direction : {"higher_positive", "lower_positive"}
+
+    Returns
+    -------
+    ClusteredAUCDifference
+    """
+    alternative = check_alternative(alternative)
+    alpha = check_alpha(alpha)
+    t, s, codes, n_cl = _validate_clustered(
+        truth, [("score_a", score_a), ("score_b", score_b)], clusters, direction
+    )
+    aucs, cov, _, _ = _obuchowski(t, s, codes, n_cl)
+    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    se = math.sqrt(max(var, 0.0))
+    diff = float(aucs[0] - aucs[1])
+    z = _safe_z(diff, se)
+    lo, hi = normal_ci(diff, se, alpha, alternative)
+    return ClusteredAUCDifference(
+        auc_a=float(aucs[0]),
+        auc_b=float(aucs[1]),
+        diff=diff,
+        se=se,
+        z=z,
+        p_value=normal_p_value(z, alternative),
+        ci_low=lo,
+        ci_high=hi,
+        alternative=alternative,
+        alpha=alpha,
+        n_clusters=n_cl,
+        n_pos=int(t.sum()),
+        n_neg=int((~t).sum()),
+    )
+
+
+# --------------------------------------------------------------------------- bootstrap
+def _draw_cluster_counts(rng: np.random.Generator, n_clusters: int, n_boot: int) -> np.ndarray:
+    """(n_boot, I) multiplicity of each cluster in each resample.
+
+    The draws are ``rng.integers(0, I, size=(n_boot, I))``; both the generic and
+    the vectorised bootstrap use exactly these draws, so they agree for a seed.
+    """
+    draws = rng.integers(0, n_clusters, size=(n_boot, n_clusters))
+    flat = draws + n_clusters * np.arange(n_boot)[:, None]
+    return np.bincount(flat.ravel(), minlength=n_boot * n_clusters).reshape(n_boot, n_clusters)
+
+
+class _WeightedAUC:
+    """AUC of many weightings of one dataset at once.
+
+    With lesion weights ``w`` (cluster multiplicities), the resampled AUC is
+    ``Σ_{case j, control k} w_j w_k ψ(x_j, y_k) / (Σ w_cases · Σ w_controls)``:
+    exactly the AUC of the resample with duplicated lesions. Lesions are sorted
+    once by score and grouped into tie levels; for every weighting the weighted
+    control counts below each level come from one cumulative sum, so each
+    replicate costs O(n) array work and no Python loop.
+    """
+
+    def __init__(self, truth: np.ndarray, score: np.ndarray, codes: np.ndarray):
+        order = np.argsort(score, kind="mergesort")
+        s = score[order]
+        self.codes = codes[order]
+        self.is_pos = truth[order].astype(bool)
+        starts = np.r_[0, np.flatnonzero(np.diff(s) != 0) + 1]
+        self.starts = None if starts.size == s.size else starts  # None: no ties
+
+    def __call__(self, cluster_weights: np.ndarray, chunk_cells: int = 2_000_000) -> np.ndarray:
+        n_rep = cluster_weights.shape[0]
+        out = np.empty(n_rep)
+        step = max(1, chunk_cells // max(1, self.codes.size))
+        pos_idx = self.is_pos
+        for lo in range(0, n_rep, step):  # chunks bound memory, not a per-replicate loop
+            w = cluster_weights[lo : lo + step][:, self.codes].astype(float)
+            wpos = np.where(pos_idx, w, 0.0)
+            wneg = w - wpos
+            if self.starts is not None:
+                wpos = np.add.reduceat(wpos, self.starts, axis=1)
+                wneg = np.add.reduceat(wneg, self.starts, axis=1)
+            neg_below = np.cumsum(wneg, axis=1) - wneg
+            num = np.einsum("ij,ij->i", wpos, neg_below + 0.5 * wneg)
+            den = wpos.sum(axis=1) * wneg.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[lo : lo + step] = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+        return out
+
+
+def _interval(
+    reps: np.ndarray,
+    estimate: float,
+    alpha: float,
+    method: str,
+    jackknife: Callable[[], np.ndarray] | None,
+) -> tuple[float, float, float, float]:
+    """(low, high, z0, a) from valid replicates."""
+    if method == "percentile":
+        lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
+        return float(lo), float(hi), float("nan"), float("nan")
+    # BCa (Efron 1987). Bias correction from the share of replicates below the
+    # estimate, counting ties one half: AUC replicates are discrete and often tie
+    # with the estimate, and the strict "<" rule would bias z0.
+    prop = (np.sum(reps < estimate) + 0.5 * np.sum(reps == estimate)) / reps.size
+    if prop <= 0.0 or prop >= 1.0:
+        warnings.warn(
+            "BCa interval undefined: all bootstrap replicates lie on one side of the "
+            "estimate; returning NaN bounds.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return float("nan"), float("nan"), float("nan"), float("nan")
+    z0 = float(norm.ppf(prop))
+    jack = jackknife()
+    jack = jack[np.isfinite(jack)]
+    d = jack.mean() - jack
+    den = 6.0 * np.sum(d**2) ** 1.5
+    a = float(np.sum(d**3) / den) if den > 0 else 0.0
+    zq = norm.ppf([alpha / 2, 1 - alpha / 2])
+    adj = norm.cdf(z0 + (z0 + zq) / (1 - a * (z0 + zq)))
+    lo, hi = np.quantile(reps, adj)
+    return float(lo), float(hi), z0, a
+
+
+def _finish(
+    estimate: float,
+    reps: np.ndarray,
+    n_boot: int,
+    alpha: float,
+    method: str,
+    n_clusters: int,
+    jackknife: Callable[[], np.ndarray],
+) -> BootstrapCI:
+    ok = np.isfinite(reps)
+    n_failed = int((~ok).sum())
+    valid = reps[ok]
+    if valid.size < 2:
+        raise ValueError(
+            f"Only {valid.size} of {n_boot} bootstrap replicates gave a defined metric; "
+            "too few clusters of one class to bootstrap."
+        )
+    if n_failed:
+        warnings.warn(
+            f"{n_failed} of {n_boot} bootstrap replicates were undefined (e.g. one class "
+            "only) and were excluded; see BootstrapCI.n_failed.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    lo, hi, z0, a = _interval(valid, estimate, alpha, method, jackknife)
+    return BootstrapCI(
+        estimate=float(estimate),
+        ci_low=lo,
+        ci_high=hi,
+        n_boot=n_boot,
+        method=method,
+        n_failed=n_failed,
+        alpha=alpha,
+        se=float(np.std(valid, ddof=1)),
+        n_clusters=n_clusters,
+        bias_correction=z0,
+        acceleration=a,
+        replicates=valid,
+    )
+
+
+def cluster_bootstrap_auc(
+    truth,
+    score,
+    clusters,
+    *,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    method: str = "percentile",
+    seed: int | np.random.Generator | None = 0,
+    direction: str = "higher_positive",
+) -> BootstrapCI:
+    """Patient-level bootstrap CI of the AUC, vectorised over replicates.
+
+    Clusters are drawn with replacement (``I`` draws from ``I`` clusters); each
+    replicate's AUC is computed from cluster multiplicities as weights, for all
+    replicates at once (see ``_WeightedAUC``). Gives the same replicates as
+    ``cluster_bootstrap_ci(roc_auc-like metric, clusters, truth, score,
+    seed=seed)``.
+
+    Parameters
+    ----------
+    truth, score, clusters : array-like, shape (n,)
+    n_boot : int
+        Number of replicates.
+    alpha : float
+        1 − confidence level.
+    method : {"percentile", "bca"}
+        BCa takes its acceleration from the leave-one-cluster-out jackknife.
+    seed : int, numpy Generator or None
+        Passed to ``numpy.random.default_rng``.
+    direction : {"higher_positive", "lower_positive"}
+
+    Returns
+    -------
+    BootstrapCI
+        Replicates whose resample holds one class only are counted in
+        ``n_failed`` and excluded.
+    """
+    n_boot = check_positive_int(n_boot, "n_boot", minimum=2)
+    alpha = check_alpha(alpha)
+    method = check_choice(method, "method", BOOTSTRAP_METHODS)
+    t, s, codes, n_cl = _validate_clustered(truth, [("score", score)], clusters, direction)
+    s = s[0]
+    wauc = _WeightedAUC(t, s, codes)
+    estimate = float(wauc(np.ones((1, n_cl)))[0])
+    rng = np.random.default_rng(seed)
+    reps = wauc(_draw_cluster_counts(rng, n_cl, n_boot))
+
+    def jackknife() -> np.ndarray:
+        return wauc(1.0 - np.eye(n_cl))  # row i: cluster i left out
+
+    return _finish(estimate, reps, n_boot, alpha, method, n_cl, jackknife)
+
+
+_UNDEFINED_ERRORS = (ValueError, ZeroDivisionError, FloatingPointError)
+
+
+def cluster_bootstrap_ci(
+    metric: Callable[..., float],
+    clusters,
+    *arrays,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    method: str = "percentile",
+    seed: int | np.random.Generator | None = 0,
+) -> BootstrapCI:
+    """Patient-level (cluster) bootstrap CI of any scalar metric.
+
+    Each replicate draws ``I`` clusters with replacement from the ``I``
+    clusters and concatenates all their lesions (a cluster drawn twice
+    contributes its lesions twice), then evaluates ``metric(*resampled_arrays)``.
+
+    Parameters
+    ----------
+    metric : callable
+        ``metric(*arrays) -> float``. A replicate is *failed* when the metric
+        raises ``ValueError``/``ZeroDivisionError``/``FloatingPointError`` or
+        returns a non-finite value (e.g. an AUC of a one-class resample). Failed
+        replicates are excluded and counted in ``n_failed`` (with a warning).
+        :func:`dlm_ml.stats.roc_auc` called with two arrays is dispatched to
+        the vectorised :func:`cluster_bootstrap_auc`.
+    clusters : array-like, shape (n,)
+        Cluster (patient) id of each observation.
+    *arrays : array-like, each with first dimension n
+        Data passed to ``metric`` (e.g. ``truth, score``).
+    n_boot : int
+    alpha : float
+    method : {"percentile", "bca"}
+        BCa acceleration from the leave-one-cluster-out jackknife.
+    seed : int, numpy Generator or None
+
+    Returns
+    -------
+    BootstrapCI
+
+    Raises
+    ------
+    ValueError
+        If the metric fails on the full data, or fewer than 2 replicates are
+        defined.
+    """
+    if not callable(metric):
+        raise ValueError(f"`metric` must be callable, got {type(metric).__name__}.")
+    if not arrays:
+        raise ValueError("Pass at least one data array after `clusters`.")
+    n_boot = check_positive_int(n_boot, "n_boot", minimum=2)
+    alpha = check_alpha(alpha)
+    method = check_choice(method, "method", BOOTSTRAP_METHODS)
+    if metric is roc_auc and len(arrays) == 2:
+        return cluster_bootstrap_auc(
+            arrays[0], arrays[1], clusters, n_boot=n_boot, alpha=alpha, method=method, seed=seed
+        )
+    codes, labels = check_clusters(clusters, "clusters")
+    data = [np.asarray(a) for a in arrays]
+    for i, a in enumerate(data):
+        if a.ndim == 0 or a.shape[0] != codes.size:
+            raise ValueError(
+                f"`arrays[{i}]` must have first dimension {codes.size} (one row per "
+                f"cluster label), got shape {a.shape}."
+            )
+    n_cl = len(labels)
+    order = np.argsort(codes, kind="mergesort")
+    members = np.split(order, np.cumsum(np.bincount(codes, minlength=n_cl))[:-1])
+
+    estimate = float(metric(*data))
+    if not np.isfinite(estimate):
+        raise ValueError(f"`metric` is not finite on the full data ({estimate}).")
+
+    def evaluate(idx: np.ndarray) -> float:
+        try:
+            value = float(metric(*(a[idx] for a in data)))
+        except _UNDEFINED_ERRORS:
+            return float("nan")
+        return value if np.isfinite(value) else float("nan")
+
+    rng = np.random.default_rng(seed)
+    counts = _draw_cluster_counts(rng, n_cl, n_boot)
+    reps = np.empty(n_boot)
+    for b in range(n_boot):
+        # Lesions of each drawn cluster, repeated by its multiplicity.
+        reps[b] = evaluate(np.concatenate([np.tile(members[c], k) for c, k in enumerate(counts[b]) if k]))
+
+    def jackknife() -> np.ndarray:
+        return np.array([evaluate(np.concatenate(members[:i] + members[i + 1 :])) for i in range(n_cl)])
+
+    return _finish(estimate, reps, n_boot, alpha, method, n_cl, jackknife)
