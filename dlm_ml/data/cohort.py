@@ -18,7 +18,7 @@ import SimpleITK as sitk
 import yaml
 
 from dlm_ml.data import schema
-from dlm_ml.data.imageio import read_image_header
+from dlm_ml.data.image_header import read_image_header
 
 
 @dataclass(frozen=True)

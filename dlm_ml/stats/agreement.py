@@ -55,7 +55,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds frames/arrays: compare fields, not objects
 class CohenKappa:
     """Cohen's kappa of two raters.
 
@@ -123,7 +123,7 @@ class CohenKappa:
         return "\n".join(lines) + "\n"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds frames/arrays: compare fields, not objects
 class FleissKappa:
     """Fleiss' kappa of a fixed number of raters per subject.
 
@@ -279,9 +279,9 @@ def cohen_kappa(
     alpha : float
         Confidence intervals have coverage ``1 - alpha``.
     categories : sequence, optional
-        All possible ratings in order (needed for weighted kappa when the
-        observed ratings are not sortable, or to include unused categories,
-        which changes weighted kappa). Default: the sorted observed values.
+        All possible ratings in order. Weighted kappa depends on the positions
+        of the categories, so name unused intermediate categories here (e.g. a
+        score of 3 nobody gave on a 1–5 scale). Default: the sorted observed values.
 
     Returns
     -------

@@ -254,6 +254,14 @@ def _cmd_dca(args: argparse.Namespace) -> None:
     _require(df, args.file, [args.truth_col, *args.score_col])
     truth = _truth(df, args.file, args.truth_col, args.positive)
     preds = {c: _scores(df, args.file, c) for c in args.score_col}
+    for col, values in preds.items():
+        outside = (values < 0) | (values > 1)
+        if outside.any():
+            raise CLIError(
+                f"{args.file}: column '{col}' must hold probabilities in [0, 1] (or 0/1 "
+                f"calls); {int(outside.sum())} value(s) are outside, e.g. "
+                f"{values[outside][:3].tolist()}"
+            )
     th = _parse_thresholds(args.thresholds)
     try:
         curve = decision_curve(truth, preds, th, treat_all_label=args.treat_all_label,

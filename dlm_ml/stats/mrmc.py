@@ -44,7 +44,7 @@ import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Hashable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -109,7 +109,7 @@ class ORComponents:
     cov_method: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds frames/arrays: compare fields, not objects
 class MRMCAnalysis:
     """One of the three OR analyses (RRRC, FRRC or RRFC).
 
@@ -168,7 +168,7 @@ class MRMCAnalysis:
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds frames/arrays: compare fields, not objects
 class MRMCResult:
     """Result of :func:`mrmc`.
 

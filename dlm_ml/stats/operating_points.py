@@ -308,9 +308,10 @@ def threshold_for_sensitivity(truth, score, target: float) -> OperatingThreshold
     Choose the threshold on TRAINING data only (see
     :func:`threshold_for_specificity`).
 
-    Rule: positive when ``score >= t``; candidates are the observed scores.
-    The result is the largest ``t`` with sensitivity ``>= target``; it always
-    exists (the lowest observed score calls every lesion positive).
+    Rule: positive when ``score >= t``; candidates are the observed scores
+    plus ``+inf`` (nothing positive). The result is the largest ``t`` with
+    sensitivity ``>= target``; it always exists (the lowest observed score
+    calls every lesion positive), and ``target = 0`` gives ``+inf``.
     Ties: lesions scoring exactly ``t`` are called positive, so the achieved
     sensitivity may exceed ``target``.
 
@@ -326,6 +327,8 @@ def threshold_for_sensitivity(truth, score, target: float) -> OperatingThreshold
     """
     target = _check_target(target)
     levels, sens, spec = _threshold_table(truth, score)
+    if target <= 0.0:  # +inf (nothing positive) meets the target with specificity 1
+        return OperatingThreshold(math.inf, 0.0, 1.0, target, "sensitivity")
     i = np.flatnonzero(sens >= target - 1e-12)[-1]
     return OperatingThreshold(float(levels[i]), float(sens[i]), float(spec[i]), target, "sensitivity")
 

@@ -64,7 +64,7 @@ def simulate_patient(index: int, config: SynthConfig, seed: np.random.SeedSequen
     cea0 = float(cl.cea_median * np.exp(cl.cea_log_sd * rng.standard_normal()))
     cea_eps = rng.standard_normal()
     u, u2 = rng.normal(0.0, np.sqrt(ef.icc), 2)  # patient effects: response, pCR-only latent
-    liver_hu0 = it.liver_hu_mean + it.liver_hu_sd * rng.standard_normal()
+    liver_hu0 = it.liver_hu_mean + it.liver_hu_sd * np.clip(rng.standard_normal(), -2.5, 2.5)
     liver_hu1 = liver_hu0 + it.liver_hu_chemo_change + it.liver_hu_chemo_change_sd * rng.standard_normal()
     liver_adc = it.adc_liver_mean + it.adc_liver_sd * rng.standard_normal()
     liver_adc_t = liver_adc * (1 + 0.02 * rng.standard_normal(3))
@@ -79,6 +79,7 @@ def simulate_patient(index: int, config: SynthConfig, seed: np.random.SeedSequen
     u_vis, u_invis, u_resect, u_scar = rng.uniform(size=(4, n))
     missing_u = rng.uniform(size=5)
     shared, reader_eps = rng.standard_normal(n), rng.standard_normal((config.readers.n_readers, n))
+    z_roi = rng.standard_normal((2, n))
 
     L = u + e
     L_other = u2 + e2
@@ -111,8 +112,12 @@ def simulate_patient(index: int, config: SynthConfig, seed: np.random.SeedSequen
     d0 = np.round(d0, 1)
 
     # --- presurgery appearance -------------------------------------------------------
-    p_vis = visibility_probability(d1, config)
-    visible = (u_vis < p_vis).astype(int)
+    # Conspicuity is a property of the lesion: a lesion seen at baseline (diameter
+    # d0) has u ~ U(0, P_detect(d0)) and stays visible while u < P_detect(d). So
+    # lesions that do not shrink stay visible; P(disappear) = 1 - P(d1) / P(d0).
+    p_vis0 = visibility_probability(d0, config)
+    p_vis = np.minimum(visibility_probability(d1, config) / p_vis0, 1.0)
+    visible = (u_vis * p_vis0 < visibility_probability(d1, config)).astype(int)
     vis = config.visibility
     c0 = np.maximum(it.lesion_contrast_hu_mean + it.lesion_contrast_hu_sd * z_c0, it.lesion_contrast_hu_min)
     resid = ef.ct_contrast_residual_nonresponder + (ef.ct_contrast_residual_responder - ef.ct_contrast_residual_nonresponder) * R
@@ -163,8 +168,11 @@ def simulate_patient(index: int, config: SynthConfig, seed: np.random.SeedSequen
     draws = {key: [(cts[i], float(d[i]), float(v[i])) for i in range(n)] for key, (d, v) in values.items()}
 
     # --- readers (presurgery CT + ADC as the scanner shows it) ----------------------------
-    adc_seen = adc1 * scale if present[(TP_PRE, "adc")] else None
-    scores, calls = read_lesions(visible, d1, adc_seen, shared, reader_eps, config.readers)
+    # ADC change as measured: ratio of the two maps' values plus measurement noise
+    # (test-retest SD over a small ROI), unknown when either map is missing.
+    adc_seen = present[(TP_PRE, "adc")] and present[(TP_BASE, "adc")]
+    adc_ratio = (adc1 + it.adc_noise * z_roi[0]) / (adc0 + it.adc_noise * z_roi[1]) - 1
+    scores, calls = read_lesions(visible, d1, adc_ratio if adc_seen else None, shared, reader_eps, config.readers)
 
     # --- rows -------------------------------------------------------------------------------
     ids = lesion_ids(n)

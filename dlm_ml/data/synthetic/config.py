@@ -87,7 +87,7 @@ class IntensityConfig:
 @dataclass
 class LesionConfig:
     count_weights: tuple[float, ...] = (0.3, 0.25, 0.2, 0.15, 0.1)  # P(1..5 lesions)
-    diameter_median_mm: float = 16.0
+    diameter_median_mm: float = 16.0  # disappearing lesions then have median ≈ 10–11 mm
     diameter_log_sd: float = 0.5
     diameter_min_mm: float = 5.0
     diameter_max_mm: float = 60.0
@@ -103,11 +103,11 @@ class EffectsConfig:
 
     icc: float = 0.4  # share of latent variance shared by the lesions of a patient
     pcr_coupling: float = 1.0  # rho: 0 = pCR independent of all imaging (null)
-    pcr_noise: float = 0.6
-    response_width: float = 0.5
-    shrink_responder: float = 0.9  # mean log(d0 / d1) of a full responder
-    shrink_nonresponder: float = 0.15
-    shrink_noise: float = 0.3
+    pcr_noise: float = 0.4
+    response_width: float = 0.4
+    shrink_responder: float = 0.4  # mean log(d0 / d1) of a full responder
+    shrink_nonresponder: float = 0.0
+    shrink_noise: float = 0.15
     adc_baseline_shift: float = -150.0  # baseline ADC of full responders vs non-responders
     adc_change: float = 0.22  # relative ADC rise of full responders at presurgery
     adc_change_nonresponder: float = 0.02
@@ -144,16 +144,16 @@ class MissingConfig:
 @dataclass
 class ReaderConfig:
     """Reader latent z = w_invisible*(not visible) - w_size*visible*log(d1/10 mm)
-    + w_adc*(ADC1 - adc_ref)/300 + shared noise + own noise + own bias; score =
+    + w_adc*(ADC1/ADC0 - 1 - adc_change_ref)/0.1 + shared noise + own noise + own bias; score =
     1 + number of cutpoints below z; call = score >= call_min_score."""
 
     n_readers: int = 3
     w_invisible: float = 2.4
     w_size: float = 0.8
-    w_adc: float = 0.5
-    adc_ref: float = 1450.0
-    shared_noise: float = 0.4  # case difficulty seen by all readers
-    noise: float = 0.55
+    w_adc: float = 0.6
+    adc_change_ref: float = 0.1
+    shared_noise: float = 0.3  # case difficulty seen by all readers
+    noise: float = 0.8
     noise_spread: float = 0.3  # readers' noise from noise*(1-spread) to noise*(1+spread)
     bias_spread: float = 0.3  # readers' bias from -spread to +spread
     cutpoints: tuple[float, ...] = (-0.5, 0.6, 1.5, 2.3)

@@ -28,18 +28,18 @@ def reader_parameters(cfg: ReaderConfig) -> pd.DataFrame:
     })
 
 
-def read_lesions(visible: np.ndarray, d1_mm: np.ndarray, adc_seen: np.ndarray | None, shared: np.ndarray,
+def read_lesions(visible: np.ndarray, d1_mm: np.ndarray, adc_change: np.ndarray | None, shared: np.ndarray,
                  reader_eps: np.ndarray, cfg: ReaderConfig) -> tuple[np.ndarray, np.ndarray]:
     """Scores (1..len(cutpoints)+1) and calls, arrays (n_readers, n_lesions).
 
     The evidence is what the presurgery images show: whether the lesion is seen on
-    CT, its size when seen, and a little of its ADC (absent when the ADC map is
-    missing). ``shared`` is case difficulty common to all readers; ``reader_eps``
+    CT, its size when seen, and a little of its relative ADC change since baseline
+    (absent when either ADC map is missing). ``shared`` is case difficulty common to all readers; ``reader_eps``
     each reader's own noise (standard normal, scaled here).
     """
     visible = np.asarray(visible)
     size_term = -cfg.w_size * visible * np.log(np.maximum(d1_mm, 2.0) / 10.0)
-    adc_term = 0.0 if adc_seen is None else cfg.w_adc * (np.asarray(adc_seen) - cfg.adc_ref) / 300.0
+    adc_term = 0.0 if adc_change is None else cfg.w_adc * (np.asarray(adc_change) - cfg.adc_change_ref) / 0.1
     evidence = cfg.w_invisible * (1 - visible) + size_term + adc_term + cfg.shared_noise * shared
     params = reader_parameters(cfg)
     z = evidence[None, :] + params["bias"].to_numpy()[:, None] + params["noise_sd"].to_numpy()[:, None] * reader_eps
