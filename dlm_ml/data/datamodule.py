@@ -56,6 +56,8 @@ def training_transforms(flip_prob: float = 0.5, affine_prob: float = 0.5, rotate
                     scale_range=(scale, scale, scale), padding_mode="border"),
         RandScaleIntensityd(keys=["image"], factors=intensity_scale, prob=0.5),
         RandGaussianNoised(keys=["image"], prob=0.5, std=noise_std),
+        # Spatial transforms return MetaTensors; plain tensors collate without metadata clashes.
+        EnsureTyped(keys=["image"], dtype=np.float32, track_meta=False),
     ])
 
 

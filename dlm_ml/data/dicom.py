@@ -187,10 +187,7 @@ class DicomHeader:
         """Unit slice normal (3,) = row cosines × column cosines."""
         if self.orientation is None:
             raise DicomError(f"{self.path}: no ImageOrientationPatient")
-        row = np.asarray(self.orientation[:3], float)
-        col = np.asarray(self.orientation[3:], float)
-        n = np.cross(row, col)
-        return n / np.linalg.norm(n)
+        return orthonormal_axes(self.orientation)[2]
 
 
 def _text(ds: pydicom.Dataset, keyword: str) -> str:
@@ -626,17 +623,30 @@ class DicomVolume:
         return read_volume(self, info=info)
 
 
+def orthonormal_axes(orientation: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row, column and normal unit vectors (3,) from ImageOrientationPatient (6,).
+
+    Scanners round the cosines, so row·col is often ~1e-5 instead of 0. Like
+    ITK/GDCM (and hence NRRD/NIfTI written from them), the column cosine and the
+    normal are kept and the row is recomputed as column × normal, so grids made
+    here equal those of other tools to machine precision.
+    """
+    row = np.asarray(orientation[:3], float)
+    col = np.asarray(orientation[3:], float)
+    col = col / np.linalg.norm(col)
+    normal = np.cross(row, col)
+    normal /= np.linalg.norm(normal)
+    row = np.cross(col, normal)
+    row /= np.linalg.norm(row)
+    return row, col, normal
+
+
 def _stack_geometry(headers: Sequence[DicomHeader]) -> Geometry:
     first = headers[0]
     where = first.path.parent
     if first.orientation is None or first.position is None or first.pixel_spacing_mm is None:
         raise DicomError(f"{where}: slices lack ImagePositionPatient/ImageOrientationPatient/PixelSpacing")
-    row = np.asarray(first.orientation[:3], float)
-    col = np.asarray(first.orientation[3:], float)
-    row /= np.linalg.norm(row)
-    col /= np.linalg.norm(col)
-    normal = np.cross(row, col)
-    normal /= np.linalg.norm(normal)
+    row, col, normal = orthonormal_axes(first.orientation)
     positions = np.array([h.position for h in headers], float)
     s = positions @ normal
     if len(headers) > 1:

@@ -34,7 +34,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 
-from .dicom import SEG_SOP_CLASS, DicomError
+from .dicom import SEG_SOP_CLASS, DicomError, orthonormal_axes
 
 DIAMETER_METHODS: tuple[str, ...] = ("equivalent_sphere", "max_extent")
 
@@ -157,9 +157,7 @@ def read_seg(path: str | os.PathLike) -> Segmentation:
     if spacing is None:
         raise MaskError(f"{path}: no PixelSpacing in the functional groups")
 
-    row, col = orientation[:3], orientation[3:]
-    normal = np.cross(row, col)
-    normal /= np.linalg.norm(normal)
+    row, col, normal = orthonormal_axes(orientation)
     positions = np.asarray(positions)
     s = positions @ normal
     in_plane = positions - np.outer(s, normal)

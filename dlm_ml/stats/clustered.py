@@ -441,7 +441,15 @@ def _interval(
         return float("nan"), float("nan"), float("nan"), float("nan")
     z0 = float(norm.ppf(prop))
     jack = jackknife()
-    jack = jack[np.isfinite(jack)]
+    jack = jack[np.isfinite(jack)]  # leaving out a cluster can remove a whole class
+    if jack.size < 2:
+        warnings.warn(
+            "Fewer than 2 leave-one-cluster-out jackknife values are defined; BCa "
+            "acceleration set to 0.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        jack = np.zeros(2)
     d = jack.mean() - jack
     den = 6.0 * np.sum(d**2) ** 1.5
     a = float(np.sum(d**3) / den) if den > 0 else 0.0

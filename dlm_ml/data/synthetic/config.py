@@ -244,6 +244,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "effects.ct_contrast_residual_nonresponder": 1.0,
         "effects.ct_contrast_noise": 0.1,
         "visibility.d50_mm": 5.0,
+        "intensity.lesion_contrast_hu_mean": 60.0,
+        "intensity.lesion_contrast_hu_min": 35.0,
         "outcomes.pcr_prevalence": 0.4,
         "readers.noise": 0.3,
         "readers.shared_noise": 0.2,
