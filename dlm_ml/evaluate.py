@@ -160,8 +160,8 @@ def evaluate(predictions: pd.DataFrame, cohort, thresholds: pd.DataFrame | None,
              n_boot: int = 2000, seed: int = 0) -> Evaluation:
     """Evaluate out-of-fold predictions against the cohort's outcomes and readings; write
     tables, metrics JSON and plots to ``out_dir``."""
-    from dlm_ml import plots
     from dlm_ml.atomic import atomic_write_csv, atomic_write_text
+    from dlm_ml.report import build_report, headline_metrics
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -188,19 +188,14 @@ def evaluate(predictions: pd.DataFrame, cohort, thresholds: pd.DataFrame | None,
             value = getattr(r, col)
             if not pd.isna(value):
                 metrics[f"{slug}_{col}"] = float(value)
-    files = [atomic_write_csv(out_dir / "headline.csv", table),
-             atomic_write_text(out_dir / "metrics.json", json.dumps({"metrics": metrics, "counts": counts}, indent=2)),
-             atomic_write_text(out_dir / "headline.txt", text + "\n")]
-    readers = []
-    for reader_id, reads in cohort.readings.groupby("reader_id", sort=True):
-        j = joined.merge(reads[key + ["call"]], on=key)
-        if j.pcr.nunique() == 2:
-            sens = float(((j.call == 1) & (j.pcr == 1)).sum() / (j.pcr == 1).sum())
-            spec = float(((j.call == 0) & (j.pcr == 0)).sum() / (j.pcr == 0).sum())
-            readers.append((str(reader_id), 1 - spec, sens))
-    if joined.pcr.nunique() == 2:
-        files.append(plots.roc_with_readers(joined.pcr.to_numpy(), joined.prob_pcr.to_numpy(), readers,
-                                            out_dir / "roc.png"))
+    files = [atomic_write_csv(out_dir / "headline.csv", table), atomic_write_text(out_dir / "headline.txt", text + "\n")]
+    # The full report (all statistics of DESIGN §7) also draws roc.png, with the patient-bootstrap
+    # band and the model's reader-matched operating points.
+    report = build_report(joined, cohort.readings, thresholds, counts, out_dir, n_boot=n_boot, seed=seed)
+    metrics.update(headline_metrics(report.sections))
+    files.append(atomic_write_text(out_dir / "metrics.json",
+                                   json.dumps({"metrics": metrics, "counts": counts}, indent=2)))
+    files += report.files
     return Evaluation(table, text, metrics, counts, files)
 
 

@@ -36,6 +36,8 @@ voxel's fit; voxels left with fewer than two points get ADC 0.
 
 from __future__ import annotations
 
+import argparse
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -252,3 +254,51 @@ def compare_adc(
         "slope": float(slope),
         "intercept_um2_s": float(intercept),
     }
+
+
+def agreement_table(
+    dwi_path: str, scanner_adc_path: str, min_signal: float = 100.0, min_b_values: Sequence[float] = (0.0, 100.0)
+) -> list[dict]:
+    """Computed vs scanner ADC for every weighting and each ``min_b_value``.
+
+    The comparison mask follows shared/refdata/imaging/README.md §1: voxels
+    where the lowest-b trace signal exceeds ``min_signal`` and the scanner ADC
+    is positive. Rows hold :func:`compare_adc`'s figures plus the settings.
+    """
+    from .dicom import load_dwi, read_dicom_series  # deferred: keeps this module numpy/SimpleITK only
+
+    trace = load_dwi(dwi_path).trace()
+    scanner = sitk.GetArrayFromImage(read_dicom_series(scanner_adc_path)).astype(np.float64)
+    low = sitk.GetArrayFromImage(trace[min(trace)])
+    if low.shape != scanner.shape:
+        raise ValueError(f"{scanner_adc_path}: scanner ADC grid {scanner.shape} differs from the DWI grid {low.shape}")
+    mask = (low > min_signal) & (scanner > 0)
+    rows = []
+    for min_b in min_b_values:
+        for weighting in WEIGHTINGS:
+            image, info = fit_adc(trace, weighting=weighting, min_b_value=min_b)
+            stats = compare_adc(sitk.GetArrayFromImage(image), scanner, mask)
+            rows.append({"weighting": weighting, "min_b_value": min_b, "b_values_used": info.b_values_used, **stats})
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m dlm_ml.data.adc DWI_DIR SCANNER_ADC_DIR``: print computed-vs-scanner agreement."""
+    p = argparse.ArgumentParser(prog="python -m dlm_ml.data.adc", description=main.__doc__)
+    p.add_argument("dwi", help="DICOM folder of the multi-b diffusion series")
+    p.add_argument("scanner_adc", help="DICOM folder of the scanner's ADC map (same grid)")
+    p.add_argument("--min-signal", type=float, default=100.0, help="mask: lowest-b signal above this")
+    args = p.parse_args(argv)
+    rows = agreement_table(args.dwi, args.scanner_adc, args.min_signal)
+    print(f"voxels compared: {rows[0]['n_voxels']} (lowest-b signal > {args.min_signal:g}, scanner ADC > 0); "
+          f"median scanner ADC {rows[0]['median_reference_um2_s']:.0f} um2/s")
+    print(f"{'weighting':<15}{'b used':<18}{'r':>8}{'med|rel|':>10}{'med rel':>9}{'med|d|':>8}{'slope':>7}")
+    for r in rows:
+        used = "/".join(f"{b:g}" for b in r["b_values_used"])
+        print(f"{r['weighting']:<15}{used:<18}{r['pearson_r']:>8.4f}{100 * r['median_rel_diff']:>9.2f}%"
+              f"{100 * r['median_signed_rel_diff']:>+8.2f}%{r['median_abs_diff_um2_s']:>8.1f}{r['slope']:>7.3f}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -61,7 +61,6 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import SimpleITK as sitk
-from pydicom.errors import InvalidDicomError
 
 # Value given to CT voxels outside the reconstructed field of view (HU). Chosen
 # equal to the usual air floor so that windowing is unaffected; downstream code
@@ -367,7 +366,8 @@ def header_from_dataset(ds: pydicom.Dataset, path: Path) -> DicomHeader:
         b_value=b,
         b_value_source=source,
         gradient=_gradient(ds),
-        has_pixels=(0x7FE0, 0x0010) in ds or "PixelData" in ds or bool(_int(ds, "Rows")),
+        # stop_before_pixels drops PixelData itself; Rows tells whether the object carries pixels.
+        has_pixels="PixelData" in ds or bool(_int(ds, "Rows")),
         protocol_name=_text(ds, "ProtocolName"),
     )
 
@@ -407,17 +407,12 @@ def read_header(path: str | os.PathLike) -> DicomHeader | None:
     preamble = _has_preamble(path)
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=not preamble)
-    except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, AttributeError, KeyError) as err:
+    except Exception as err:  # noqa: BLE001 - pydicom raises many exception types on garbage
         if preamble:
-            raise DicomError(f"{path}: unreadable DICOM file ({err})") from err
-        return None
-    except Exception as err:  # noqa: BLE001 - pydicom raises a wide range on garbage
-        if preamble:
-            raise DicomError(f"{path}: unreadable DICOM file ({err})") from err
+            raise DicomError(f"{path}: unreadable DICOM file ({type(err).__name__}: {err})") from err
         return None
     if not preamble and not (_text(ds, "SOPClassUID") and _text(ds, "SeriesInstanceUID")):
         return None
-    # stop_before_pixels drops PixelData; remember whether the file had pixels.
     header = header_from_dataset(ds, path)
     if not header.series_uid:
         raise DicomError(f"{path}: DICOM file without SeriesInstanceUID")

@@ -269,8 +269,8 @@ def _locate_studies(rows: list[StudyRow], input_dir: Path, zip_dir: Path, progre
     need_all = any(r.study_uid for r in rows)
     roots = [input_dir] if need_all else [input_dir / r.study_path for r in rows]
     headers: list[tuple[Path, dicom.DicomHeader]] = []
-    for root in roots:
-        scan = dicom.scan_dicom(root, zip_workdir=zip_dir / f"scan{len(headers)}", progress=progress)
+    for i, root in enumerate(roots):
+        scan = dicom.scan_dicom(root, zip_workdir=zip_dir / f"scan{i}", progress=progress)
         problems.extend(scan.problems)
         headers.extend((scan.origins.get(h.path, h.path), h) for h in scan.headers)
     by_uid: dict[str, list[dicom.DicomHeader]] = defaultdict(list)
@@ -329,17 +329,18 @@ class Candidate:
         return f"series {h.series_number}{desc} ({self.volume.describe()})"
 
 
-def _candidates(rows: list[StudyRow], problems: list[str], label: str) -> dict[str, list[Candidate]]:
+def _candidates(rows: list[StudyRow], problems: dict[str, list[str]], label: str) -> dict[str, list[Candidate]]:
+    """Candidate volumes per series class; series that cannot be split go to ``problems[kind]``."""
     out: dict[str, list[Candidate]] = defaultdict(list)
     for row in rows:
         for headers in dicom.group_series(row.headers).values():
             kind = dicom.classify_series(headers)
-            if kind in ("non_image", "localizer", "other"):
+            if kind in ("non_image", "localizer", "other", "dwi_computed"):
                 continue
             try:
                 volumes = dicom.split_series(headers)
             except dicom.DicomError as err:
-                problems.append(f"{label}: {kind} series {headers[0].series_number}: {err}")
+                problems[kind].append(f"{label}: {kind} series {headers[0].series_number}: {err}")
                 continue
             for v in volumes:
                 out[kind].append(Candidate(v, kind, headers[0].series_number, row))
@@ -489,10 +490,12 @@ def import_unit(pid: str, tp: str, rows: list[StudyRow], out: Path, opts: Option
     manifest_path = _manifest_path(out, pid, tp)
     if manifest_path.exists():
         manifest_path.unlink()  # from here on the unit is unfinished until rewritten
-    problems: list[str] = []
+    problems: dict[str, list[str]] = defaultdict(list)
     cands = _candidates(rows, problems, label)
-    if problems:
-        raise ImportProblem("\n".join(problems))
+    # A broken CT or ADC series is always a problem; a broken diffusion series only
+    # when ADC has to be computed from it (checked below).
+    if problems["ct"] or problems["adc"]:
+        raise ImportProblem("\n".join(problems["ct"] + problems["adc"]))
     base = {"dlm_ml_version": __version__, "import_format": IMPORT_FORMAT_VERSION, "patient_id": pid, "timepoint": tp}
     written: list[dict] = []
 
@@ -533,6 +536,8 @@ def import_unit(pid: str, tp: str, rows: list[StudyRow], out: Path, opts: Option
             found = "; ".join(c.describe() for c in scanner)
             raise ImportProblem(f"{label}: several scanner ADC maps ({found}); set adc_series_number in the mapping")
 
+    if problems["dwi"] and (requested == "computed" or not scanner):
+        raise ImportProblem("\n".join(problems["dwi"]))
     use = None
     note = None
     if requested == "computed" and dwi:
@@ -829,11 +834,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     patients = sorted({r.patient_id for r in rows})
     lesions, outcomes = _lesions(args.lesions, input_dir, out, manifests, set(patients), args.diameter_method, problems)
     readings = _readings(args.readings, {(x["patient_id"], x["lesion_id"]) for x in lesions}, problems)
-    sites: dict[str, set[str]] = defaultdict(set)
+    # A blank site inherits the patient's stated one; --site fills patients without any.
+    sites: dict[str, set[str]] = {pid: set() for pid in patients}
     for r in rows:
-        sites[r.patient_id].add(r.site or args.site)
+        if r.site:
+            sites[r.patient_id].add(r.site)
     for pid, s in sites.items():
-        if len(s) > 1:
+        if not s:
+            s.add(args.site)
+        elif len(s) > 1:
             problems.append(f"patient {pid}: mapping rows give different sites ({', '.join(sorted(s))})")
     if problems:
         _report(problems)

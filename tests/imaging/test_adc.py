@@ -133,3 +133,12 @@ def test_prostatex_ordinary_fit_reproduces_readme(prostatex):
     assert stats["pearson_r"] > 0.9995
     assert stats["median_abs_diff_um2_s"] == pytest.approx(53, abs=2)
     assert stats["median_reference_um2_s"] == pytest.approx(2352, abs=1)
+
+
+def test_agreement_command_prints_the_figures(refdata, capsys):
+    assert adc.main([str(need(refdata, PX_DWI)), str(need(refdata, PX_ADC))]) == 0
+    out = capsys.readouterr().out
+    assert "voxels compared: 8102" in out and "median scanner ADC 2352" in out
+    rows = {line.split()[0] + line.split()[1]: line.split() for line in out.splitlines()[2:]}
+    assert set(rows) == {w + b for w in adc.WEIGHTINGS for b in ("50/400/800", "400/800")}
+    assert float(rows["none50/400/800"][2]) > 0.9995
