@@ -159,7 +159,8 @@ def format_table(table: pd.DataFrame) -> str:
 def evaluate(predictions: pd.DataFrame, cohort, thresholds: pd.DataFrame | None, out_dir: str | Path,
              n_boot: int = 2000, seed: int = 0) -> Evaluation:
     """Evaluate out-of-fold predictions against the cohort's outcomes and readings; write
-    tables, metrics JSON and plots to ``out_dir``."""
+    tables, metrics JSON, plots and the full report (report.md/.html/.json, see
+    :func:`dlm_ml.report.build_report`) to ``out_dir``."""
     from dlm_ml.atomic import atomic_write_csv, atomic_write_text
     from dlm_ml.report import build_report, headline_metrics
 
@@ -188,7 +189,8 @@ def evaluate(predictions: pd.DataFrame, cohort, thresholds: pd.DataFrame | None,
             value = getattr(r, col)
             if not pd.isna(value):
                 metrics[f"{slug}_{col}"] = float(value)
-    files = [atomic_write_csv(out_dir / "headline.csv", table), atomic_write_text(out_dir / "headline.txt", text + "\n")]
+    files = [atomic_write_csv(out_dir / "headline.csv", table),
+             atomic_write_text(out_dir / "headline.txt", text + "\n")]
     # The full report (all statistics of DESIGN §7) also draws roc.png, with the patient-bootstrap
     # band and the model's reader-matched operating points.
     report = build_report(joined, cohort.readings, thresholds, counts, out_dir, n_boot=n_boot, seed=seed)

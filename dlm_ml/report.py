@@ -780,10 +780,8 @@ def render_calibration(doc: Document, c: dict, level: str, figure: str | None):
              "with Wilson intervals.")
     fit = c["recalibration"]
     if fit.get("available"):
-        row = [fmt(c["brier"]), fmt(c["brier_prevalence_only"]),
-               fmt_ci(fit["intercept"], fit["intercept_ci_low"], fit["intercept_ci_high"]) + f" SE {fmt(fit['intercept_se'])}",
-               fmt_ci(fit["slope"], fit["slope_ci_low"], fit["slope_ci_high"]) + f" SE {fmt(fit['slope_se'])}",
-               "yes" if fit["converged"] else "no"]
+        row = [fmt(c["brier"]), fmt(c["brier_prevalence_only"]), _coefficient(fit, "intercept"),
+               _coefficient(fit, "slope"), "yes" if fit["converged"] else "no"]
     else:
         row = [fmt(c["brier"]), fmt(c["brier_prevalence_only"]), "n/a", "n/a", "–"]
     doc.table(["Brier", "Brier, prevalence only", "calibration intercept", "calibration slope", "fit converged"],
@@ -793,6 +791,10 @@ def render_calibration(doc: Document, c: dict, level: str, figure: str | None):
                 fmt_ci(b["observed_fraction"], b["ci_low"], b["ci_high"])] for b in c["reliability"]])
     if figure:
         doc.image(figure, "Reliability diagram and histogram of predictions")
+
+
+def _coefficient(fit: dict, name: str) -> str:
+    return fmt_ci(fit[name], fit[f"{name}_ci_low"], fit[f"{name}_ci_high"]) + f" SE {fmt(fit[f'{name}_se'])}"
 
 
 def render_decision(doc: Document, d: dict, figure: str | None):
@@ -894,9 +896,9 @@ def draw_figures(predictions: pd.DataFrame, sections: dict, out_dir: Path) -> di
     if len(predictions):
         fit = cal["recalibration"]
         recal = (fit["slope_model_intercept"], fit["slope"]) if fit.get("available") else None
-        figures["calibration"] = plots.calibration_plot(pd.DataFrame(cal["reliability"]), predictions.prob_pcr.to_numpy(),
-                                                        predictions.pcr.to_numpy(), out_dir / "calibration.png",
-                                                        recalibration=recal)
+        figures["calibration"] = plots.calibration_plot(
+            pd.DataFrame(cal["reliability"]), predictions.prob_pcr.to_numpy(), predictions.pcr.to_numpy(),
+            out_dir / "calibration.png", recalibration=recal)
     dc = sections["decision_curve"]
     if dc.get("available"):
         figures["decision_curve"] = plots.decision_curve_plot(pd.DataFrame(dc["curve"]), out_dir / "decision_curve.png",

@@ -129,6 +129,19 @@ def git_state(repo_dir: str | Path | None = None) -> dict[str, str]:
     return state
 
 
+def git_diff(repo_dir: str | Path | None = None) -> str:
+    """The uncommitted changes (tracked files' diff and the list of untracked files)."""
+    repo_dir = Path(repo_dir or Path(__file__).resolve().parents[1])
+    try:
+        diff = subprocess.run(["git", "diff", "HEAD"], cwd=repo_dir, capture_output=True, text=True,
+                              check=True).stdout
+        untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], cwd=repo_dir,
+                                   capture_output=True, text=True, check=True).stdout
+    except (subprocess.CalledProcessError, FileNotFoundError, OSError):
+        return ""
+    return diff + ("\n# untracked files:\n" + untracked if untracked.strip() else "")
+
+
 def package_versions() -> dict[str, str]:
     versions = {}
     for name in PACKAGES:

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
+import torch
 from monai.data import DataLoader, Dataset
 from monai.transforms import (
     Compose,
@@ -65,6 +66,47 @@ def evaluation_transforms() -> Compose:
     return Compose([EnsureTyped(keys=["image"], dtype=np.float32, track_meta=False)])
 
 
+class EpochSeededDataset(Dataset):
+    """A MONAI Dataset whose random transforms are seeded by (seed, epoch, item).
+
+    Augmentation then depends neither on the order items are drawn in, nor on the number
+    of loader workers, nor on whether training was interrupted and resumed: epoch ``e`` of a
+    resumed run sees exactly the augmented patches of an uninterrupted one.
+    """
+
+    def __init__(self, data, transform, seed: int):
+        super().__init__(data, transform)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def _transform(self, index: int):
+        self.transform.set_random_state(seed=_item_seed(self.seed, self.epoch, index))
+        return self.transform(self.data[index])
+
+
+def _item_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+class EpochPermutationSampler(torch.utils.data.Sampler):
+    """Shuffles with a permutation drawn from (seed, epoch); Lightning calls ``set_epoch``
+    before each training epoch, which also tells the dataset the epoch for augmentation."""
+
+    def __init__(self, dataset: EpochSeededDataset, seed: int):
+        self.dataset, self.seed, self.epoch = dataset, int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.dataset.epoch = int(epoch)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        return iter(rng.permutation(len(self.dataset)).tolist())
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
 class PCRDataModule(pl.LightningDataModule):
     """Data of one fold: training patients split into fit/validation, the fold's patients as test.
 
@@ -108,29 +150,26 @@ class PCRDataModule(pl.LightningDataModule):
         return float((y == 0).sum() / max((y == 1).sum(), 1))
 
     def setup(self, stage: str | None = None) -> None:
-        train_tf = training_transforms(**self.augmentation)
-        train_tf.set_random_state(seed=self.seed + 1000 * self.fold)
-        self.fit_set = Dataset(lesion_records(self.patches, self.fit_rows), transform=train_tf)
+        self.fit_set = EpochSeededDataset(lesion_records(self.patches, self.fit_rows),
+                                          training_transforms(**self.augmentation), seed=self.seed * 1000 + self.fold)
         eval_tf = evaluation_transforms()
         self.val_set = Dataset(lesion_records(self.patches, self.val_rows), transform=eval_tf)
         self.test_set = Dataset(lesion_records(self.patches, self.test_rows), transform=eval_tf)
 
-    def _loader(self, dataset, shuffle: bool) -> DataLoader:
-        import torch
-
-        generator = torch.Generator().manual_seed(self.seed + self.fold)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          generator=generator, persistent_workers=self.num_workers > 0)
+    def _loader(self, dataset, sampler=None) -> DataLoader:
+        # Workers are not persistent: each epoch's workers get the dataset's current epoch.
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, shuffle=False,
+                          num_workers=self.num_workers, persistent_workers=False)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.fit_set, shuffle=True)
+        return self._loader(self.fit_set, EpochPermutationSampler(self.fit_set, seed=self.seed * 1000 + self.fold))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
+        return self._loader(self.test_set)
 
     def predict_dataloader(self) -> list[DataLoader]:
         """Validation (for thresholds) and test loaders, in that order."""
-        return [self._loader(self.val_set, shuffle=False), self._loader(self.test_set, shuffle=False)]
+        return [self._loader(self.val_set), self._loader(self.test_set)]

@@ -68,10 +68,14 @@ def cohort_file_digests(root: str | Path, *, verify: bool = False, cache_dir: st
     return digests
 
 
+def fingerprint_from_digests(digests: dict[str, str]) -> str:
+    """One hash over file names and their digests."""
+    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+
+
 def cohort_fingerprint(root: str | Path, *, verify: bool = False, cache_dir: str | Path | None = None) -> str:
     """One hash over the cohort's file names and contents."""
-    digests = cohort_file_digests(root, verify=verify, cache_dir=cache_dir)
-    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+    return fingerprint_from_digests(cohort_file_digests(root, verify=verify, cache_dir=cache_dir))
 
 
 def diff_digests(old: dict[str, str], new: dict[str, str]) -> dict[str, list[str]]:

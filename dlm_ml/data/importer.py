@@ -98,6 +98,7 @@ import SimpleITK as sitk
 import yaml
 
 from dlm_ml import __version__
+from dlm_ml.atomic import atomic_write_text
 
 from . import adc as adc_fit
 from . import dicom
@@ -121,27 +122,13 @@ class ImportProblem(Exception):
 # --------------------------------------------------------------------------- small helpers
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _write_json(path: Path, data: dict) -> None:
-    _atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def _write_csv(path: Path, rows: list[dict], columns: Sequence[str]) -> None:
     frame = pd.DataFrame(rows, columns=list(columns))
-    _atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+    atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n"))
 
 
 def _r(value: float | None, digits: int = 4) -> float | None:
@@ -339,6 +326,8 @@ def _candidates(rows: list[StudyRow], problems: dict[str, list[str]], label: str
                 continue
             try:
                 volumes = dicom.split_series(headers)
+                for v in volumes:
+                    v.geometry  # noqa: B018 - validates the stack now (missing slices, tilt), not at read time
             except dicom.DicomError as err:
                 problems[kind].append(f"{label}: {kind} series {headers[0].series_number}: {err}")
                 continue
@@ -378,10 +367,7 @@ def _pick_ct(cands: list[Candidate], label: str) -> tuple[Candidate, str]:
 def _geometry_groups(cands: list[Candidate]) -> list[list[Candidate]]:
     groups: list[list[Candidate]] = []
     for c in cands:
-        try:
-            geo = c.volume.geometry
-        except dicom.DicomError:
-            continue
+        geo = c.volume.geometry  # validated by _candidates
         for g in groups:
             if g[0].volume.geometry.matches(geo):
                 g.append(c)
@@ -865,10 +851,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _write_csv(out / schema.IMAGES_CSV, image_rows, (*schema.REQUIRED_COLUMNS[schema.IMAGES_CSV], "sidecar"))
     _write_csv(out / schema.LESIONS_CSV, lesions,
                (*schema.REQUIRED_COLUMNS[schema.LESIONS_CSV], *schema.OPTIONAL_LESION_COLUMNS))
-    if outcomes:
-        _write_csv(out / schema.OUTCOMES_CSV, outcomes, schema.REQUIRED_COLUMNS[schema.OUTCOMES_CSV])
-    if readings:
-        _write_csv(out / schema.READINGS_CSV, readings, schema.REQUIRED_COLUMNS[schema.READINGS_CSV])
+    # Header-only tables when none were given: a lesion without outcome or reading is a
+    # missing row, which validation counts and reports.
+    _write_csv(out / schema.OUTCOMES_CSV, outcomes, schema.REQUIRED_COLUMNS[schema.OUTCOMES_CSV])
+    _write_csv(out / schema.READINGS_CSV, readings, schema.REQUIRED_COLUMNS[schema.READINGS_CSV])
     cohort = {
         "name": args.name or out.resolve().name,
         "version": str(args.cohort_version),
@@ -876,7 +862,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "modalities": list(schema.MODALITIES),
         "description": args.description or f"Imported from DICOM by dlm-import (dlm_ml {__version__}).",
     }
-    _atomic_write_text(out / schema.COHORT_YAML, yaml.safe_dump(cohort, sort_keys=False, allow_unicode=True))
+    atomic_write_text(out / schema.COHORT_YAML, yaml.safe_dump(cohort, sort_keys=False, allow_unicode=True))
     report = {
         "dlm_ml_version": __version__,
         "import_format": IMPORT_FORMAT_VERSION,

@@ -25,7 +25,7 @@ from dlm_ml.data import dicom, importer, masks, schema
 from dlm_ml.data.imageio import read_image
 
 from .conftest import (
-    CRLM_CT, DCMQI_CT, DCMQI_NRRD, DCMQI_SEG, GE_ADC_ZIP, GE_DWI, PROSTATEX, PX_ADC, TOSHIBA_ADC, need,
+    CRLM_CT, DCMQI_CT, DCMQI_NRRD, DCMQI_SEG, GE_ADC_ZIP, GE_DWI, PROSTATEX, PX_ADC, PX_DWI, TOSHIBA_ADC, need,
 )
 
 CONSOLE = Path(sys.executable).with_name("dlm-import")
@@ -306,3 +306,19 @@ def test_problems_are_reported_together(site, tmp_path, capsys):
     out = tmp_path / "out"
     assert not (out / schema.IMAGES_CSV).exists()  # no tables from a failed import
     assert (out / "images/P004/baseline_adc.nii.gz").is_file()  # finished studies are kept
+
+
+def test_broken_diffusion_series_matters_only_when_adc_is_computed(refdata, tmp_path, capsys):
+    src = tmp_path / "in"
+    _copy_tree(need(refdata, PX_ADC), src / "ST_F4" / "adc")
+    _copy_tree(need(refdata, PX_DWI), src / "ST_F4" / "dwi")
+    (src / "ST_F4" / "dwi" / "1-05.dcm").unlink()  # a b=50 slice is missing
+    mapping = tmp_path / "m.csv"
+    mapping.write_text("patient_id,timepoint,study_path\nP020,baseline,ST_F4\n")
+    argv = [str(src), "--mapping", str(mapping), "--no-progress"]
+    assert importer.main([*argv, "--out", str(tmp_path / "a")]) == 0  # the scanner map is used
+    assert json.loads((tmp_path / "a/images/P020/baseline_adc.json").read_text())["adc_source"] == "scanner"
+    capsys.readouterr()
+    assert importer.main([*argv, "--out", str(tmp_path / "b"), "--adc-source", "computed"]) == 1
+    err = capsys.readouterr().err
+    assert "dwi series 6" in err and "not uniform" in err and str(src / "ST_F4" / "dwi") in err
