@@ -70,7 +70,7 @@ def test_tracked_params_tags_and_children(trained):
 def test_artifacts_and_predictions_table(trained, tmp_path):
     root, env, proc, client, run = trained
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "folds.csv", "predictions.csv", "thresholds.csv", "evaluation"} <= names
+    assert {"provenance", "folds.csv", "predictions.csv", "thresholds.csv", "evaluation"} <= names
     evaluation = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert {"evaluation/roc.png", "evaluation/metrics.json", "evaluation/headline.csv"} <= evaluation
     pred = pd.read_csv(client.download_artifacts(run.info.run_id, "predictions.csv", str(tmp_path)),

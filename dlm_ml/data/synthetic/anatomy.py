@@ -1,10 +1,15 @@
-"""Patient anatomy (body, fat, spine, aorta, two-lobed liver), lesion placement and
-voxel rendering of one image.
+"""Patient anatomy (body, fat, spine with discs, aorta, kidneys, two-lobed liver with
+vessels), lesion placement and voxel rendering of one image.
 
 Shapes are analytic, evaluated at voxel centres in anatomy space (= baseline CT
 physical space) with a smooth edge whose width grows with the voxel size, which
 stands in for partial volume. Renderers take coordinate arrays broadcastable to
-the output shape, so they work unchanged once poses stop being the identity.
+the output shape: 1-D vectors for an aligned image, full arrays for a moved one.
+
+The anatomy around the liver is what registration locks on: the body outline
+(which narrows caudally, so it fixes z too), the vertebral bodies and their discs,
+the kidneys and the vessels inside the liver. A lesion that disappears leaves
+nothing to see; its position follows from that anatomy.
 """
 
 from __future__ import annotations
@@ -17,11 +22,22 @@ from scipy.special import expit
 from dlm_ml.data.synthetic.config import SynthConfig
 from dlm_ml.data.synthetic.geometry import ImageGrid, VisitPose, anatomy_box_to_slices, voxel_anatomy_coords
 
+Segment = tuple[tuple[float, float, float], tuple[float, float, float], float]  # start, end, radius (mm)
+
+
+def _floats(values) -> tuple[float, ...]:
+    """Plain Python floats: a NumPy float64 scalar would promote float32 voxel arrays to float64."""
+    return tuple(float(v) for v in values)
+
 
 @dataclass(frozen=True)
 class Ellipsoid:
     center: tuple[float, float, float]
     semi_axes: tuple[float, float, float]
+
+    def __post_init__(self):
+        object.__setattr__(self, "center", _floats(self.center))
+        object.__setattr__(self, "semi_axes", _floats(self.semi_axes))
 
     def norm_radius(self, x, y, z):
         c, a = self.center, self.semi_axes
@@ -46,23 +62,43 @@ class Anatomy:
     spine_radius: float
     aorta_center: tuple[float, float]
     aorta_radius: float
+    body_taper: float = 0.0  # relative change of the body's semi-axes per mm of z above fov_center
+    vertebra_period_mm: float = 0.0  # 0: no discs
+    vertebra_phase_mm: float = 0.0
+    disc_thickness_mm: float = 0.0
+    kidneys: tuple[Ellipsoid, ...] = ()
+    vessels: tuple[Segment, ...] = ()
 
-    def _ellipse_sd(self, x, y, shrink: float):
-        a, b = self.body_semi_axes[0] - shrink, self.body_semi_axes[1] - shrink
+    def __post_init__(self):
+        for name in ("fov_center", "body_center", "body_semi_axes", "spine_center", "aorta_center"):
+            object.__setattr__(self, name, _floats(getattr(self, name)))
+        for name in ("fat_mm", "spine_radius", "aorta_radius", "body_taper", "vertebra_period_mm",
+                     "vertebra_phase_mm", "disc_thickness_mm"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+    def _ellipse_sd(self, x, y, shrink: float, z=None):
+        k = 1.0 if z is None or self.body_taper == 0 else 1.0 + self.body_taper * (z - self.fov_center[2])
+        a, b = self.body_semi_axes[0] * k - shrink, self.body_semi_axes[1] * k - shrink
         r = np.sqrt(((x - self.body_center[0]) / a) ** 2 + ((y - self.body_center[1]) / b) ** 2)
-        return (r - 1.0) * min(a, b)
+        return (r - 1.0) * np.minimum(a, b)
 
-    def body_sd(self, x, y):
-        return self._ellipse_sd(x, y, 0.0)
+    def body_sd(self, x, y, z=None):
+        return self._ellipse_sd(x, y, 0.0, z)
 
-    def inner_sd(self, x, y):
-        return self._ellipse_sd(x, y, self.fat_mm)
+    def inner_sd(self, x, y, z=None):
+        return self._ellipse_sd(x, y, self.fat_mm, z)
 
     def liver_sd(self, x, y, z):
         """Approximate signed distance to the liver: union of two lobes, clipped to
         stay inside the abdominal wall."""
         lobes = np.minimum(self.right_lobe.signed_distance(x, y, z), self.left_lobe.signed_distance(x, y, z))
-        return np.maximum(lobes, self.inner_sd(x, y) + 3.0)
+        return np.maximum(lobes, self.inner_sd(x, y, z) + 3.0)
+
+    def disc_sd(self, z):
+        """Signed distance (mm, along z) to the nearest intervertebral disc."""
+        p = self.vertebra_period_mm
+        phase = (z - self.vertebra_phase_mm) / p
+        return np.abs(phase - np.round(phase)) * p - self.disc_thickness_mm / 2
 
     def liver_contains(self, pts: np.ndarray) -> np.ndarray:
         return self.liver_sd(pts[..., 0], pts[..., 1], pts[..., 2]) < 0
@@ -77,8 +113,9 @@ class Anatomy:
 
     def as_record(self) -> dict[str, float]:
         rec: dict[str, float] = {}
-        for name in ("right_lobe", "left_lobe"):
-            e = getattr(self, name)
+        named = [("right_lobe", self.right_lobe), ("left_lobe", self.left_lobe)]
+        named += [(f"kidney{i + 1}", k) for i, k in enumerate(self.kidneys)]
+        for name, e in named:
             for ax, v in zip("xyz", e.center):
                 rec[f"{name}_c{ax}"] = v
             for ax, v in zip("xyz", e.semi_axes):
@@ -86,8 +123,24 @@ class Anatomy:
         for name in ("body_center", "body_semi_axes", "spine_center", "aorta_center"):
             for ax, v in zip("xy", getattr(self, name)):
                 rec[f"{name}_{ax}"] = v
-        rec.update(fat_mm=self.fat_mm, spine_radius=self.spine_radius, aorta_radius=self.aorta_radius)
-        return {k: round(float(v), 3) for k, v in rec.items()}
+        rec.update(fat_mm=self.fat_mm, spine_radius=self.spine_radius, aorta_radius=self.aorta_radius,
+                   body_taper=self.body_taper, vertebra_period_mm=self.vertebra_period_mm,
+                   vertebra_phase_mm=self.vertebra_phase_mm, n_vessels=len(self.vessels))
+        return {k: round(float(v), 4) for k, v in rec.items()}
+
+
+def _vessels(right: Ellipsoid, hilum: np.ndarray, n: int, radius_range, scale: float,
+             rng: np.random.Generator) -> tuple[Segment, ...]:
+    """``n`` straight branches from the hilum into the right lobe, ending at 75 % of its
+    semi-axes in a random direction (kept inside the lobe)."""
+    out = []
+    for _ in range(n):
+        d = rng.standard_normal(3)
+        d /= np.linalg.norm(d)
+        end = np.asarray(right.center) + 0.75 * d * np.asarray(right.semi_axes)
+        r = rng.uniform(*radius_range) * scale
+        out.append((tuple(float(v) for v in hilum), tuple(float(v) for v in end), float(r)))
+    return tuple(out)
 
 
 def sample_anatomy(config: SynthConfig, rng: np.random.Generator) -> Anatomy:
@@ -104,12 +157,23 @@ def sample_anatomy(config: SynthConfig, rng: np.random.Generator) -> Anatomy:
                      tuple(np.asarray(an.left_lobe_semi_axes_mm) * s * k_liver))
     body_c = liver_c[:2] + np.array([60.0, 12.0]) * s
     fat = max(4.0, an.fat_thickness_mm + an.fat_thickness_sd_mm * rng.standard_normal()) * s
+    spine_c = body_c + np.array([0.0, 75.0]) * s * k_body
+    # Landmarks added in the second version; drawn after the first version's draws, so
+    # those keep their values.
+    taper = an.body_taper_per_100mm / 100.0 * (0.7 + 0.6 * rng.uniform()) / s
+    phase = rng.uniform(0, an.vertebra_period_mm * s)
+    kid = np.asarray(an.kidney_semi_axes_mm) * s * k_body
+    kidneys = (Ellipsoid((spine_c[0] - 58 * s, spine_c[1] - 8 * s, liver_c[2] - 62 * s), tuple(kid)),
+               Ellipsoid((spine_c[0] + 58 * s, spine_c[1] - 8 * s, liver_c[2] - 42 * s), tuple(kid)))
+    hilum = liver_c + np.array([28.0, 12.0, -8.0]) * s * k_liver
+    vessels = _vessels(right, hilum, an.n_vessels, an.vessel_radius_mm, s, rng)
     return Anatomy(
         fov_center=tuple(fov_center), right_lobe=right, left_lobe=left,
         body_center=tuple(body_c), body_semi_axes=tuple(np.asarray(an.body_semi_axes_mm) * s * k_body),
-        fat_mm=float(fat),
-        spine_center=tuple(body_c + np.array([0.0, 75.0]) * s * k_body), spine_radius=17.0 * s,
+        fat_mm=float(fat), spine_center=tuple(spine_c), spine_radius=17.0 * s,
         aorta_center=tuple(body_c + np.array([18.0, 50.0]) * s * k_body), aorta_radius=11.0 * s,
+        body_taper=float(taper), vertebra_period_mm=an.vertebra_period_mm * s, vertebra_phase_mm=float(phase),
+        disc_thickness_mm=an.disc_thickness_mm * s, kidneys=kidneys, vessels=vessels,
     )
 
 
@@ -124,11 +188,11 @@ def _sphere_directions(n: int = 48) -> np.ndarray:
 _DIRS = np.vstack([_sphere_directions(), np.zeros((1, 3))])
 
 
-def place_lesions(anatomy: Anatomy, extents_mm: np.ndarray, grids: list[ImageGrid], config: SynthConfig,
-                  rng: np.random.Generator, max_tries: int = 40) -> tuple[np.ndarray, np.ndarray]:
+def place_lesions(anatomy: Anatomy, extents_mm: np.ndarray, grids: list[tuple[ImageGrid, VisitPose]],
+                  config: SynthConfig, rng: np.random.Generator, max_tries: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """Centres for lesions whose rendered extent (largest diameter over all
     timepoints) is ``extents_mm``: each sphere (plus margins) inside the liver and
-    inside every image grid, none overlapping. Largest first; a lesion that
+    inside every image grid (seen through the image's pose), none overlapping. Largest first; a lesion that
     cannot be placed after ``max_tries`` batches is shrunk by 15 % and retried.
     Returns (centres (n, 3), scale factor applied to each lesion's sizes)."""
     cfg = config.lesions
@@ -145,8 +209,8 @@ def place_lesions(anatomy: Anatomy, extents_mm: np.ndarray, grids: list[ImageGri
             # inside the liver: the centre and 48 points of the enlarged sphere
             pts = cand[:, None, :] + _DIRS[None] * (r + cfg.liver_margin_mm)
             ok = anatomy.liver_contains(pts).all(axis=1)
-            for g in grids:
-                ok &= g.contains(cand, margin_mm=r + 1.0)
+            for g, pose in grids:
+                ok &= g.contains(pose.inverse_apply(cand), margin_mm=r + 1.0)
             for j in placed:
                 rj = factor[j] * extents_mm[j] / 2
                 ok &= np.linalg.norm(cand - centres[j], axis=1) >= r + rj + cfg.min_gap_mm
@@ -164,7 +228,8 @@ def place_lesions(anatomy: Anatomy, extents_mm: np.ndarray, grids: list[ImageGri
 
 @dataclass(frozen=True)
 class Tissue:
-    """Values of one modality at one timepoint (HU or µm²/s)."""
+    """Values of one modality at one timepoint (HU or µm²/s). ``background_sd``: SD of the
+    rectified noise floor outside the body (ADC maps); 0 keeps air exact (CT)."""
 
     air: float
     fat: float
@@ -174,10 +239,28 @@ class Tissue:
     aorta: float
     liver: float
     noise_sd: float
+    kidney: float = 0.0
+    disc: float = 0.0
+    vessel: float = 0.0
+    background_sd: float = 0.0
 
 
 def _membership(sd, width):
     return expit(-sd / width).astype(np.float32)
+
+
+def _segment_distance(X, Y, Z, seg: Segment):
+    a, b, _ = seg
+    a, d = np.asarray(a, np.float32), np.asarray(b, np.float32) - np.asarray(a, np.float32)
+    px, py, pz = X - a[0], Y - a[1], Z - a[2]
+    t = np.clip((px * d[0] + py * d[1] + pz * d[2]) / np.float32(d @ d), 0.0, 1.0)
+    return np.sqrt((px - t * d[0]) ** 2 + (py - t * d[1]) ** 2 + (pz - t * d[2]) ** 2)
+
+
+def _paint(vol, box, value, membership):
+    """Blend ``value`` into ``vol[box]`` with weight ``membership`` (in place)."""
+    sub = vol[box]
+    vol[box] = sub + (value - sub) * membership
 
 
 def render(anatomy: Anatomy, tissue: Tissue, lesions: list[tuple[np.ndarray, float, float]],
@@ -186,37 +269,58 @@ def render(anatomy: Anatomy, tissue: Tissue, lesions: list[tuple[np.ndarray, flo
     """Render one image as a float32 (z, y, x) array.
 
     ``lesions``: (centre, diameter_mm, value) drawn in order over the liver.
-    Noise is added inside the body only; air outside stays exactly ``tissue.air``.
+    Noise is added inside the body only; outside, air stays exactly ``tissue.air``
+    unless ``tissue.background_sd`` adds a rectified noise floor (ADC).
     With ``with_masks``: also the liver mask (uint8) and a lesion label map
     (uint8, label = 1 + position in ``lesions``; diameter 0 → no label).
     """
     w = float(np.hypot(edge_mm, 0.35 * np.mean(grid.spacing)))
     shape = tuple(reversed(grid.size))
     X, Y, Z = voxel_anatomy_coords(grid, pose)
-    body = _membership(anatomy.body_sd(X, Y), w)
-    inner = _membership(anatomy.inner_sd(X, Y), w)
+    body = _membership(anatomy.body_sd(X, Y, Z), w)
+    inner = _membership(anatomy.inner_sd(X, Y, Z), w)
     vol = tissue.air + (tissue.fat - tissue.air) * body
     vol = vol + (tissue.soft - vol) * inner
     for centre, radius, value, rim in ((anatomy.spine_center, anatomy.spine_radius, tissue.bone, True),
                                        (anatomy.aorta_center, anatomy.aorta_radius, tissue.aorta, False)):
         r = np.sqrt((X - centre[0]) ** 2 + (Y - centre[1]) ** 2)
-        vol = vol + (value - vol) * _membership(r - radius, w)
-        if rim:  # cortical shell of the vertebral body
-            vol = vol + (tissue.cortex - vol) * _membership(np.abs(r - radius + 1.5) - 1.5, w)
-    vol = np.broadcast_to(vol, shape).astype(np.float32)  # 2-D background → 3-D copy
+        inside = _membership(r - radius, w)
+        if rim and anatomy.vertebra_period_mm > 0:  # vertebral bodies alternate with discs along z
+            disc = _membership(anatomy.disc_sd(Z), w)
+            vol = vol + (value + (tissue.disc - value) * disc - vol) * inside
+            vol = vol + (tissue.cortex - vol) * _membership(np.abs(r - radius + 1.5) - 1.5, w) * (1 - disc)
+        else:
+            vol = vol + (value - vol) * inside
+            if rim:  # cortical shell of the vertebral body
+                vol = vol + (tissue.cortex - vol) * _membership(np.abs(r - radius + 1.5) - 1.5, w)
+    vol = np.array(np.broadcast_to(vol, shape), dtype=np.float32)  # an aligned 2-D background → 3-D copy
     body = np.broadcast_to(body, shape)
     liver_mask = np.zeros(shape, np.uint8) if with_masks else None
     labels = np.zeros(shape, np.uint8) if with_masks else None
 
+    for kidney in anatomy.kidneys:
+        c, a = np.asarray(kidney.center), np.asarray(kidney.semi_axes)
+        box = anatomy_box_to_slices(grid, pose, c - a - 4 * w, c + a + 4 * w)
+        if box is not None:
+            Xb, Yb, Zb = voxel_anatomy_coords(grid, pose, box)
+            _paint(vol, box, tissue.kidney, _membership(kidney.signed_distance(Xb, Yb, Zb), w))
     lo, hi = anatomy.liver_box()
     box = anatomy_box_to_slices(grid, pose, lo, hi)
     if box is not None:
         Xb, Yb, Zb = voxel_anatomy_coords(grid, pose, box)
         m = _membership(anatomy.liver_sd(Xb, Yb, Zb), w)
-        sub = vol[box]
-        vol[box] = sub + (tissue.liver - sub) * m
+        _paint(vol, box, tissue.liver, m)
         if with_masks:
             liver_mask[box] = m > 0.5
+    for seg in anatomy.vessels:  # inside the liver only (drawn over it, under the lesions)
+        r = seg[2]
+        box = anatomy_box_to_slices(grid, pose, np.minimum(seg[0], seg[1]) - r - 4 * w,
+                                    np.maximum(seg[0], seg[1]) + r + 4 * w)
+        if box is None:
+            continue
+        Xb, Yb, Zb = voxel_anatomy_coords(grid, pose, box)
+        m = _membership(_segment_distance(Xb, Yb, Zb, seg) - r, w) * _membership(anatomy.liver_sd(Xb, Yb, Zb) + 2 * w, w)
+        _paint(vol, box, tissue.vessel, m)
     for k, (centre, diameter, value) in enumerate(lesions):
         if diameter <= 0:
             continue
@@ -227,10 +331,12 @@ def render(anatomy: Anatomy, tissue: Tissue, lesions: list[tuple[np.ndarray, flo
         Xb, Yb, Zb = voxel_anatomy_coords(grid, pose, box)
         dist = np.sqrt((Xb - centre[0]) ** 2 + (Yb - centre[1]) ** 2 + (Zb - centre[2]) ** 2)
         m = _membership(dist - r, w)
-        sub = vol[box]
-        vol[box] = sub + (value - sub) * m
+        _paint(vol, box, value, m)
         if with_masks:
             labels[box][m > 0.5] = k + 1
     if tissue.noise_sd > 0:
         vol += rng.standard_normal(shape, dtype=np.float32) * np.float32(tissue.noise_sd) * (body > 0.5)
+    if tissue.background_sd > 0:
+        floor = np.abs(rng.standard_normal(shape, dtype=np.float32)) * np.float32(tissue.background_sd)
+        vol += floor * (body <= 0.5)
     return (vol, liver_mask, labels) if with_masks else vol

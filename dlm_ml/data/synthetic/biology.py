@@ -3,8 +3,8 @@ three timepoints, outcomes and readings, plus everything needed to render its
 images (a picklable :class:`PatientSpec`).
 
 Random draws come from independent streams (biology, geometry, placement,
-rendering) spawned from the patient's ``SeedSequence``, and every draw is made
-whatever the config values, so changing an effect size never reshuffles the
+rendering, motion) spawned from the patient's ``SeedSequence``, and every draw is made
+whatever the config values (the misalignment switches included), so changing an effect size never reshuffles the
 other draws: the ``null`` preset has the same images and readings as ``default``
 for a given seed, only pCR differs.
 """
@@ -19,7 +19,17 @@ from scipy.stats import norm
 from dlm_ml.data import schema
 from dlm_ml.data.synthetic.anatomy import Anatomy, Tissue, place_lesions, sample_anatomy
 from dlm_ml.data.synthetic.config import SynthConfig
-from dlm_ml.data.synthetic.geometry import ImageSpec, build_grid, image_relpath
+from dlm_ml.data.synthetic.geometry import (
+    IDENTITY3,
+    ImageGrid,
+    ImageSpec,
+    VisitPose,
+    build_grid,
+    image_relpath,
+    random_rotation,
+    random_vector,
+    rigid_about,
+)
 from dlm_ml.data.synthetic.readers import read_lesions
 
 TP_BASE, TP_PRE, TP_FU = schema.TIMEPOINTS
@@ -49,8 +59,61 @@ def visibility_probability(d_mm: np.ndarray, config: SynthConfig) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-v.slope_per_mm * (np.asarray(d_mm) - v.d50_mm)))
 
 
+def sample_poses(config: SynthConfig, anatomy: Anatomy, rng: np.random.Generator) -> dict[tuple[str, str], VisitPose]:
+    """True pose (image physical → anatomy) of every (timepoint, modality) image.
+
+    The baseline CT defines anatomy space (identity). A later visit moves the patient
+    rigidly about the liver; the ADC map of a visit is moved again against that visit's
+    CT; every image but the baseline CT has its own breath-hold (a breathing bump).
+    All draws are made whatever ``geometry.misalignment``; without it every pose is the identity.
+    """
+    mo = config.geometry.motion
+    centre = np.asarray(anatomy.right_lobe.center)
+    sigma = mo.breathing_sigma_mm * config.anatomy.scale
+    poses = {}
+    for tp in schema.TIMEPOINTS:
+        visit_r = random_rotation(mo.rotation_deg, rng)
+        visit_t = random_vector(mo.translation_mm, rng)
+        adc_r = random_rotation(mo.adc_rotation_deg, rng)
+        adc_t = random_vector(mo.adc_translation_mm, rng)
+        breath = rng.uniform(-1, 1, (2, 3)) * mo.breathing_mm * np.array([0.2, 0.4, 1.0])
+        if tp == schema.REFERENCE_TIMEPOINT:
+            visit_r, visit_t = np.eye(3), np.zeros(3)
+            breath[0] = 0.0  # the baseline CT is the reference: no motion at all
+        rot, trans = rigid_about(visit_r, visit_t, centre)
+        ct = VisitPose(tuple(rot.ravel()), tuple(trans), tuple(breath[0]), tuple(centre), sigma)
+        # ADC physical → this visit's CT physical: a rigid motion about the liver as the CT sees it
+        centre_ct = ct.inverse_apply(centre)
+        q_rot, q_trans = rigid_about(adc_r, adc_t, centre_ct)
+        a_rot, a_trans = ct.compose_rigid(q_rot, q_trans)
+        adc = VisitPose(tuple(a_rot.ravel()), tuple(a_trans), tuple(breath[1]), tuple(centre), sigma)
+        for mod, pose in (("ct", ct), ("adc", adc)):
+            if not config.geometry.misalignment:
+                pose = VisitPose()
+            poses[(tp, mod)] = pose
+    return poses
+
+
+def sample_grid(config: SynthConfig, modality: str, center: np.ndarray, rng: np.random.Generator) -> ImageGrid:
+    """One image's grid around the physical point ``center``: per-image spacing, field of
+    view and flipped axes with ``geometry.vary_grids`` (draws made in any case)."""
+    g = getattr(config.geometry, modality)
+    inplane = rng.uniform(*g.inplane_spacing_mm)
+    thick = rng.uniform(*g.slice_spacing_mm)
+    fov_scale = 1 + rng.uniform(-g.fov_jitter, g.fov_jitter, 3)
+    flips = np.where(rng.uniform(size=3) < g.flip_probability, -1.0, 1.0)
+    if config.geometry.vary_grids:
+        spacing = (round(inplane, 3), round(inplane, 3), round(thick, 2))
+        fov = np.asarray(g.fov_mm) * fov_scale
+        direction = tuple(float(v) for v in np.diag(flips).ravel())
+    else:
+        spacing, fov, direction = g.spacing_mm, g.fov_mm, IDENTITY3
+    return build_grid(center, fov, spacing, g.origin_jitter_mm, rng, direction)
+
+
 def simulate_patient(index: int, config: SynthConfig, seed: np.random.SeedSequence) -> PatientSpec:
-    bio_ss, geom_ss, place_ss, render_ss = seed.spawn(4)
+    # spawn(5) leaves the first four streams as spawn(4) made them: motion came last
+    bio_ss, geom_ss, place_ss, render_ss, motion_ss = seed.spawn(5)
     rng = np.random.default_rng(bio_ss)
     ef, it, cl, lc = config.effects, config.intensity, config.clinical, config.lesions
     pid = f"P{index + 1:04d}"
@@ -100,14 +163,16 @@ def simulate_patient(index: int, config: SynthConfig, seed: np.random.SeedSequen
     # --- geometry and placement ------------------------------------------------------
     grng = np.random.default_rng(geom_ss)
     anatomy = sample_anatomy(config, grng)
+    poses = sample_poses(config, anatomy, np.random.default_rng(motion_ss))
     grids = {}
     for tp in schema.TIMEPOINTS:
         for mod in schema.MODALITIES:
-            g = getattr(config.geometry, mod)
-            grids[(tp, mod)] = build_grid(np.asarray(anatomy.fov_center), g.fov_mm, g.spacing_mm,
-                                          g.origin_jitter_mm, grng)
+            # the field of view is centred on the patient as this acquisition sees it
+            center = poses[(tp, mod)].inverse_apply(np.asarray(anatomy.fov_center))
+            grids[(tp, mod)] = sample_grid(config, mod, center, grng)
     extents = np.max([d0, d1, d_regrow, d_cavity], axis=0)
-    centres, factor = place_lesions(anatomy, extents, list(grids.values()), config, np.random.default_rng(place_ss))
+    centres, factor = place_lesions(anatomy, extents, [(grids[k], poses[k]) for k in grids], config,
+                                    np.random.default_rng(place_ss))
     d0, d1, d_regrow, d_cavity, d_scar = (d * factor for d in (d0, d1, d_regrow, d_cavity, d_scar))
     d0 = np.round(d0, 1)
 
@@ -144,7 +209,7 @@ def simulate_patient(index: int, config: SynthConfig, seed: np.random.SeedSequen
                 continue
             present[(tp, mod)] = bool(missing_u[k] >= (miss.adc if mod == "adc" else miss.ct))
             k += 1
-    images = [ImageSpec(tp, mod, grids[(tp, mod)], present=present[(tp, mod)]) for (tp, mod) in grids]
+    images = [ImageSpec(tp, mod, grids[(tp, mod)], poses[(tp, mod)], present=present[(tp, mod)]) for (tp, mod) in grids]
 
     # --- tissues and lesion values per image -----------------------------------------
     noise_ct = cl.site_ct_noise_hu[site]
@@ -153,10 +218,12 @@ def simulate_patient(index: int, config: SynthConfig, seed: np.random.SeedSequen
     tissues = {}
     for ti, tp in enumerate(schema.TIMEPOINTS):
         tissues[(tp, "ct")] = Tissue(it.ct_air_hu, it.ct_fat_hu, it.ct_soft_tissue_hu, it.ct_bone_hu,
-                                     it.ct_cortex_hu, it.ct_aorta_hu, float(liver_hu[tp]), noise_ct)
+                                     it.ct_cortex_hu, it.ct_aorta_hu, float(liver_hu[tp]), noise_ct,
+                                     kidney=it.ct_kidney_hu, disc=it.ct_disc_hu, vessel=it.ct_vessel_hu)
         tissues[(tp, "adc")] = Tissue(0.0, it.adc_fat * scale, it.adc_soft_tissue * scale, it.adc_bone * scale,
                                       it.adc_bone * scale, it.adc_aorta * scale, float(liver_adc_t[ti] * scale),
-                                      it.adc_noise)
+                                      it.adc_noise, kidney=it.adc_kidney * scale, disc=it.adc_disc * scale,
+                                      vessel=it.adc_vessel * scale, background_sd=it.adc_background)
     adc_fu = np.select([resected == 1, pcr == 1], [np.full(n, it.adc_cavity), adc1], adc0)
     ct_fu = np.select([resected == 1, pcr == 1], [np.full(n, it.cavity_hu), liver_hu[TP_FU] - vis.invisible_contrast_hu * u_invis],
                       liver_hu[TP_FU] - c0)
@@ -210,6 +277,11 @@ def simulate_patient(index: int, config: SynthConfig, seed: np.random.SeedSequen
         "truth_images": [dict(patient_id=pid, timepoint=s.timepoint, modality=s.modality,
                               path=image_relpath(pid, s.timepoint, s.modality), present=int(s.present),
                               **s.grid.as_record(), **s.pose.as_record()) for s in images],
+        # where each lesion centre really lies in each image's own physical space
+        "truth_lesion_positions": [dict(patient_id=pid, lesion_id=ids[i], timepoint=s.timepoint,
+                                        modality=s.modality, **{f"{ax}_mm": round(float(v), 3) for ax, v in
+                                                                zip("xyz", s.pose.inverse_apply(centres[i]))})
+                                   for s in images if s.present for i in range(n)],
     }
     return PatientSpec(pid, anatomy, images, tissues, draws, render_ss, config.anatomy.edge_mm, rows)
 

@@ -28,18 +28,55 @@ Vec3 = tuple[float, float, float]
 
 @dataclass
 class ImageGeometry:
-    """Grid of one modality. Every (timepoint, modality) image gets its own grid:
-    this spacing and field of view, its origin jittered independently."""
+    """Grid of one modality. Every (timepoint, modality) image gets its own grid.
+
+    With ``geometry.vary_grids`` (second version, the default) each image draws its
+    in-plane spacing and slice spacing uniformly from the two ranges, scales each axis
+    of ``fov_mm`` by a factor uniform in 1 ± ``fov_jitter``, and flips each axis of its
+    direction with ``flip_probability`` (stored like RAS / feet-first series). Without
+    it, every image has exactly ``spacing_mm`` and ``fov_mm`` and LPS axes (version 1).
+    The grid's centre is shifted by ± ``origin_jitter_mm`` per axis in either case."""
 
     spacing_mm: Vec3 = (1.0, 1.0, 2.5)
     fov_mm: Vec3 = (220.0, 180.0, 150.0)
     origin_jitter_mm: float = 3.0  # uniform ±, per axis, per image
+    inplane_spacing_mm: tuple[float, float] = (0.7, 1.0)  # range (vary_grids)
+    slice_spacing_mm: tuple[float, float] = (1.0, 5.0)  # range (vary_grids)
+    fov_jitter: float = 0.08  # relative, per axis (vary_grids)
+    flip_probability: float = 0.25  # per axis (vary_grids)
+
+
+@dataclass
+class MotionConfig:
+    """True motion of the patient between and within visits (``geometry.misalignment``).
+
+    Between visits: a rigid motion about the liver (rotation by an angle uniform in
+    [0, ``rotation_deg``] about a random axis, a shift uniform in the ball of radius
+    ``translation_mm``). Within a visit the ADC map is displaced against the CT (another
+    scanner and breath-hold): a further rigid motion bounded by ``adc_rotation_deg`` and
+    ``adc_translation_mm``. Every image except the baseline CT also has its own
+    breath-hold: a Gaussian bump of displacement centred on the liver, of width
+    ``breathing_sigma_mm`` (times ``anatomy.scale``), whose craniocaudal amplitude is
+    uniform in ± ``breathing_mm`` (anterior-posterior ± 40 %, left-right ± 20 % of it).
+    """
+
+    rotation_deg: float = 8.0
+    translation_mm: float = 20.0
+    adc_rotation_deg: float = 4.0
+    adc_translation_mm: float = 12.0
+    breathing_mm: float = 5.0
+    breathing_sigma_mm: float = 80.0
 
 
 @dataclass
 class GeometryConfig:
+    misalignment: bool = True  # false: every pose is the identity (aligned cohort, version 1)
+    vary_grids: bool = True  # false: fixed spacing / field of view, LPS axes (version 1)
     ct: ImageGeometry = field(default_factory=ImageGeometry)
-    adc: ImageGeometry = field(default_factory=lambda: ImageGeometry(spacing_mm=(2.0, 2.0, 5.0)))
+    adc: ImageGeometry = field(default_factory=lambda: ImageGeometry(
+        spacing_mm=(2.0, 2.0, 5.0), fov_mm=(240.0, 200.0, 170.0), inplane_spacing_mm=(1.5, 2.5),
+        slice_spacing_mm=(4.0, 6.0)))
+    motion: MotionConfig = field(default_factory=MotionConfig)
 
 
 @dataclass
@@ -53,6 +90,13 @@ class AnatomyConfig:
     fat_thickness_sd_mm: float = 4.0
     edge_mm: float = 1.0  # organ and lesion edge smoothness (partial volume is added per grid)
     position_jitter_mm: float = 5.0
+    # Landmarks that registration can lock on, beside the body outline and the liver:
+    body_taper_per_100mm: float = 0.06  # the abdomen widens cranially: the outline changes along z
+    vertebra_period_mm: float = 32.0  # vertebral bodies separated by lower-density discs
+    disc_thickness_mm: float = 7.0
+    kidney_semi_axes_mm: Vec3 = (28.0, 20.0, 52.0)
+    n_vessels: int = 3  # portal / hepatic vein branches through the right lobe
+    vessel_radius_mm: tuple[float, float] = (2.5, 4.5)  # range
 
 
 @dataclass
@@ -71,6 +115,9 @@ class IntensityConfig:
     lesion_contrast_hu_sd: float = 10.0
     lesion_contrast_hu_min: float = 20.0
     cavity_hu: float = 15.0  # fluid in a resection cavity at follow-up
+    ct_kidney_hu: float = 160.0  # portal venous phase
+    ct_disc_hu: float = 80.0
+    ct_vessel_hu: float = 175.0  # portal / hepatic veins, portal venous phase
     adc_liver_mean: float = 1100.0
     adc_liver_sd: float = 50.0
     adc_lesion_mean: float = 1330.0  # baseline ADC of a non-responding metastasis
@@ -80,6 +127,10 @@ class IntensityConfig:
     adc_bone: float = 450.0
     adc_aorta: float = 2200.0
     adc_cavity: float = 2400.0
+    adc_kidney: float = 2000.0
+    adc_disc: float = 1600.0
+    adc_vessel: float = 2000.0
+    adc_background: float = 40.0  # SD of the rectified noise floor outside the body, µm²/s
     adc_noise: float = 70.0  # voxel noise, µm²/s (test–retest SD ≈ 70)
     adc_max: float = 4000.0
 
@@ -210,6 +261,13 @@ _SMALL_GEOMETRY = {
     "geometry.adc.spacing_mm": (3.0, 3.0, 6.0),
     "geometry.ct.origin_jitter_mm": 2.0,
     "geometry.adc.origin_jitter_mm": 2.0,
+    "geometry.ct.inplane_spacing_mm": (1.3, 1.7),
+    "geometry.ct.slice_spacing_mm": (2.0, 4.0),
+    "geometry.adc.inplane_spacing_mm": (2.5, 3.5),
+    "geometry.adc.slice_spacing_mm": (5.0, 7.0),
+    "geometry.motion.translation_mm": 12.0,
+    "geometry.motion.adc_translation_mm": 8.0,
+    "geometry.motion.breathing_mm": 3.0,
     "lesions.diameter_max_mm": 22.0,
     "lesions.diameter_median_mm": 12.0,
 }
@@ -229,6 +287,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "geometry.ct.spacing_mm": (1.5, 1.5, 3.0),
         "geometry.adc.fov_mm": (176.0, 144.0, 120.0),
         "geometry.adc.spacing_mm": (2.5, 2.5, 5.0),
+        "geometry.ct.inplane_spacing_mm": (1.3, 1.7),
+        "geometry.ct.slice_spacing_mm": (2.5, 3.5),
+        "geometry.adc.inplane_spacing_mm": (2.2, 2.8),
+        "geometry.adc.slice_spacing_mm": (4.5, 5.5),
         "lesions.diameter_min_mm": 10.0,
         "lesions.diameter_median_mm": 18.0,
         "lesions.diameter_max_mm": 35.0,
@@ -356,6 +418,18 @@ def validate(config: SynthConfig) -> None:
         g = getattr(config.geometry, m)
         if min(g.spacing_mm) <= 0 or min(g.fov_mm) <= 0:
             problems.append(f"geometry.{m}: spacing and field of view must be positive")
+        for name in ("inplane_spacing_mm", "slice_spacing_mm"):
+            lo, hi = getattr(g, name)
+            if not 0 < lo <= hi:
+                problems.append(f"geometry.{m}.{name}: a range 0 < low <= high")
+        if not (0 <= g.fov_jitter < 0.5 and 0 <= g.flip_probability <= 1 and g.origin_jitter_mm >= 0):
+            problems.append(f"geometry.{m}: fov_jitter in [0, 0.5), flip_probability in [0, 1], origin_jitter_mm >= 0")
+    mo = config.geometry.motion
+    if min(mo.rotation_deg, mo.translation_mm, mo.adc_rotation_deg, mo.adc_translation_mm, mo.breathing_mm) < 0 \
+            or mo.breathing_sigma_mm <= 0 or mo.rotation_deg > 45 or mo.adc_rotation_deg > 45:
+        problems.append("geometry.motion: non-negative bounds, rotations <= 45 degrees, breathing_sigma_mm > 0")
+    elif mo.breathing_mm > 0.3 * mo.breathing_sigma_mm:
+        problems.append("geometry.motion.breathing_mm must stay below 0.3 * breathing_sigma_mm (invertible)")
     if not (0 <= config.missing.adc < 1 and 0 <= config.missing.ct < 1):
         problems.append("missing.adc and missing.ct must lie in [0, 1)")
     if problems:

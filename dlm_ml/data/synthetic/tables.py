@@ -28,6 +28,7 @@ TRUTH_TABLES = {
     "truth_lesions": "lesions.csv",
     "truth_patients": "patients.csv",
     "truth_images": "images.csv",
+    "truth_lesion_positions": "lesion_positions.csv",
     "truth_readers": "readers.csv",
 }
 
@@ -65,7 +66,8 @@ def simulate_tables(config: SynthConfig) -> dict[str, pd.DataFrame]:
     """Public and truth tables of the cohort ``config`` describes, without images.
 
     Keys: patients, images, lesions, outcomes, readings (as written at the cohort
-    root) and truth_lesions, truth_patients, truth_images, truth_readers.
+    root) and truth_lesions, truth_patients, truth_images, truth_lesion_positions
+    (each lesion centre in each present image's physical space), truth_readers.
     """
     return simulate_cohort(config).tables
 

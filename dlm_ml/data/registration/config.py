@@ -1,0 +1,240 @@
+"""Registration settings: stages, multi-resolution, sampling, optimiser, failure thresholds.
+
+Everything here is part of the cache key of a registration (and so of the patch cache),
+except ``workers`` and ``threads_per_worker``, which change only how fast it runs.
+Built from ``cfg.data.registration`` by :func:`registration_config_from_cfg` or by
+``hydra.utils.instantiate`` (the YAML block names this class as ``_target_``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+TRANSFORMS = ("rigid", "affine", "bspline")
+METRICS = ("mattes", "correlation", "mean_squares")
+OPTIMIZERS = ("regular_step", "gradient_descent", "lbfgsb")
+MASKS = ("body", "lesions", "none")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage of a registration; each stage starts from the previous one's result.
+
+    Attributes
+    ----------
+    transform : {"rigid", "affine", "bspline"}
+        What is optimised. ``bspline`` is optimised on top of the previous (affine) stage.
+    metric : {"mattes", "correlation", "mean_squares"}
+        Mattes mutual information works across modalities (ADC → CT) and across contrast
+        changes (liver attenuation drops after chemotherapy); the others need the same modality.
+    histogram_bins : int
+        Bins of Mattes mutual information.
+    sampling_fraction : float
+        Fraction of the fixed image's voxels sampled at random (fixed seed) per iteration.
+    optimizer : {"regular_step", "gradient_descent", "lbfgsb"}
+        ``regular_step``: regular-step gradient descent with parameter scales from physical
+        shift (steps in mm), robust for rigid and affine; ``lbfgsb`` for B-splines.
+    learning_rate : float
+        Initial step (mm) of ``regular_step``; learning rate of ``gradient_descent``.
+    min_step : float
+        Smallest step (mm) of ``regular_step`` before it stops.
+    iterations : int
+        Most iterations per resolution level.
+    shrink_factors : tuple of int
+        Multi-resolution pyramid, relative to the working spacing (coarse → fine).
+    smoothing_sigmas_mm : tuple of float
+        Gaussian smoothing per level, in mm.
+    mask : {"body", "lesions", "none"}
+        Fixed-image mask: the body (dilated, so the outline counts), spheres of
+        ``RegistrationConfig.lesion_roi_mm`` around the patient's lesions (the region that
+        matters for patches: the liver around them), or none.
+    mesh_spacing_mm : float
+        B-spline control point spacing over the mask's bounding box (``bspline`` only).
+    """
+
+    transform: str = "rigid"
+    metric: str = "mattes"
+    histogram_bins: int = 32
+    sampling_fraction: float = 0.05
+    optimizer: str = "regular_step"
+    learning_rate: float = 2.0
+    min_step: float = 0.01
+    iterations: int = 200
+    shrink_factors: tuple[int, ...] = (4, 2, 1)
+    smoothing_sigmas_mm: tuple[float, ...] = (4.0, 2.0, 0.0)
+    mask: str = "body"
+    mesh_spacing_mm: float = 50.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "shrink_factors", tuple(int(v) for v in self.shrink_factors))
+        object.__setattr__(self, "smoothing_sigmas_mm", tuple(float(v) for v in self.smoothing_sigmas_mm))
+        problems = []
+        for name, allowed in (("transform", TRANSFORMS), ("metric", METRICS), ("optimizer", OPTIMIZERS),
+                              ("mask", MASKS)):
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} {getattr(self, name)!r} not one of {allowed}")
+        if len(self.shrink_factors) != len(self.smoothing_sigmas_mm) or not self.shrink_factors:
+            problems.append("shrink_factors and smoothing_sigmas_mm need the same, non-zero length")
+        if min(self.shrink_factors, default=1) < 1:
+            problems.append("shrink_factors must be >= 1")
+        if not 0 < self.sampling_fraction <= 1:
+            problems.append("sampling_fraction must lie in (0, 1]")
+        if self.iterations < 1 or self.learning_rate <= 0 or self.mesh_spacing_mm <= 0:
+            problems.append("iterations >= 1, learning_rate > 0, mesh_spacing_mm > 0")
+        if problems:
+            raise ValueError(f"invalid registration stage ({self.transform}): " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class FailureThresholds:
+    """When a registration is implausible, hence flagged.
+
+    Attributes
+    ----------
+    ct_metric_max, adc_metric_max : float
+        Mattes mutual information (negative; lower = better) of the final transform, measured
+        over the fixed body, must be below this for CT → CT and ADC → CT. An unrelated or
+        blank image gives about 0.
+    jacobian_min, jacobian_max : float
+        Determinant of the Jacobian of the composed transform inside the baseline body:
+        volume change. One patient's abdomen does not shrink or grow by a third between
+        visits, and a folding deformation has a determinant <= 0.
+    min_overlap : float
+        Fraction of the fixed body that must map inside the moving image's field of view.
+    """
+
+    ct_metric_max: float = -0.25
+    adc_metric_max: float = -0.08
+    jacobian_min: float = 0.7
+    jacobian_max: float = 1.4
+    min_overlap: float = 0.4
+
+
+def _default_ct_stages() -> tuple[StageConfig, ...]:
+    return (
+        StageConfig("rigid", shrink_factors=(4, 2), smoothing_sigmas_mm=(4.0, 2.0)),
+        StageConfig("affine", shrink_factors=(2, 1), smoothing_sigmas_mm=(2.0, 0.0), learning_rate=1.0),
+        StageConfig("bspline", optimizer="lbfgsb", iterations=60, mask="lesions", shrink_factors=(2, 1),
+                    smoothing_sigmas_mm=(2.0, 0.0)),
+    )
+
+
+def _default_adc_stages() -> tuple[StageConfig, ...]:
+    return (
+        StageConfig("rigid", shrink_factors=(4, 2), smoothing_sigmas_mm=(4.0, 2.0)),
+        StageConfig("rigid", mask="lesions", shrink_factors=(2, 1), smoothing_sigmas_mm=(2.0, 0.0),
+                    learning_rate=1.0),
+    )
+
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    """How every image is brought into its patient's baseline CT space.
+
+    Attributes
+    ----------
+    enabled : bool
+        False: no registration; patches read every image in its own physical space.
+    ct_stages : tuple of StageConfig
+        A later visit's CT → the baseline CT (fixed).
+    adc_stages : tuple of StageConfig
+        An ADC map → the CT of the same visit (fixed); composed with that CT's transform.
+    working_spacing_mm : float
+        Both images are smoothed and resampled to this isotropic spacing before registering
+        (speed; the transform is then applied to the original images, never to these copies).
+    ct_clip_hu : (float, float)
+        CT intensities are clipped to this window before registering (metal, air noise).
+    lesion_roi_mm : float
+        Radius of the spheres around the lesions forming the ``lesions`` mask.
+    bspline : bool
+        Run the ``bspline`` stages of ``ct_stages`` / ``adc_stages`` (false drops them).
+    failure : FailureThresholds
+        What flags a registration.
+    exclude_flagged : bool
+        Treat a flagged image as missing in the patches (counted and reported). False keeps
+        it (flagged in the output and the tracked run).
+    workers : int
+        Patients registered in parallel (process pool).
+    threads_per_worker : int
+        ITK threads per worker; 0 = the machine's cores divided by ``workers``.
+    seed : int
+        Seed of the random metric sampling (results are deterministic for a seed).
+    """
+
+    enabled: bool = True
+    ct_stages: tuple[StageConfig, ...] = field(default_factory=_default_ct_stages)
+    adc_stages: tuple[StageConfig, ...] = field(default_factory=_default_adc_stages)
+    working_spacing_mm: float = 2.0
+    ct_clip_hu: tuple[float, float] = (-1000.0, 1500.0)
+    lesion_roi_mm: float = 50.0
+    bspline: bool = True
+    failure: FailureThresholds = field(default_factory=FailureThresholds)
+    exclude_flagged: bool = False
+    workers: int = 2
+    threads_per_worker: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        def stages(value) -> tuple[StageConfig, ...]:
+            return tuple(s if isinstance(s, StageConfig) else StageConfig(**_plain(s)) for s in value)
+
+        object.__setattr__(self, "ct_stages", stages(self.ct_stages))
+        object.__setattr__(self, "adc_stages", stages(self.adc_stages))
+        if not isinstance(self.failure, FailureThresholds):
+            object.__setattr__(self, "failure", FailureThresholds(**_plain(self.failure)))
+        object.__setattr__(self, "ct_clip_hu", tuple(float(v) for v in self.ct_clip_hu))
+        problems = []
+        for name in ("ct_stages", "adc_stages"):
+            seq = getattr(self, name)
+            if not seq:
+                problems.append(f"{name} is empty")
+            elif seq[0].transform != "rigid":
+                problems.append(f"{name} must start with a rigid stage")
+        if self.working_spacing_mm <= 0 or self.lesion_roi_mm <= 0:
+            problems.append("working_spacing_mm and lesion_roi_mm must be positive")
+        if self.workers < 1 or self.threads_per_worker < 0:
+            problems.append("workers >= 1 and threads_per_worker >= 0")
+        f = self.failure
+        if not 0 <= f.jacobian_min < 1 < f.jacobian_max or not 0 <= f.min_overlap <= 1:
+            problems.append("failure: 0 <= jacobian_min < 1 < jacobian_max, min_overlap in [0, 1]")
+        if problems:
+            raise ValueError("invalid registration config: " + "; ".join(problems))
+
+    def stages_for(self, moving_modality: str) -> tuple[StageConfig, ...]:
+        """Stages of a registration of a ``moving_modality`` image, B-splines dropped unless enabled."""
+        seq = self.adc_stages if moving_modality == "adc" else self.ct_stages
+        return tuple(s for s in seq if self.bspline or s.transform != "bspline")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def key_dict(self) -> dict[str, Any]:
+        """What registration results depend on: everything but workers and threads."""
+        d = self.to_dict()
+        for k in ("workers", "threads_per_worker", "exclude_flagged", "enabled"):
+            d.pop(k)
+        return d
+
+
+def _plain(value) -> dict:
+    """A mapping (dict, OmegaConf DictConfig) as a dict without Hydra's ``_target_``-style keys."""
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(value, DictConfig):
+            value = OmegaConf.to_container(value, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        pass
+    return {k: v for k, v in dict(value).items() if not str(k).startswith("_")}
+
+
+def registration_config_from_cfg(data_cfg) -> RegistrationConfig | None:
+    """The :class:`RegistrationConfig` of a data config's ``registration`` block, or ``None``
+    when the block is absent or ``enabled: false`` (then images are used as they lie)."""
+    block = data_cfg.get("registration") if hasattr(data_cfg, "get") else None
+    if block is None:
+        return None
+    config = RegistrationConfig(**_plain(block))
+    return config if config.enabled else None
