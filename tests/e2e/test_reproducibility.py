@@ -282,3 +282,27 @@ def test_unreachable_server_fails_fast(workspace):
     assert proc.returncode != 0
     assert time.time() - started < 60
     assert "unreachable" in proc.stderr and "patch cache" not in proc.stdout + proc.stderr
+
+
+def test_compare_notebook_executes(workspace, tmp_path):
+    """The comparison notebook runs top to bottom on a real tracking store."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    root, cohort, env = workspace
+    client = MlflowClient(_uri(root))
+    if client.get_experiment_by_name("compare") is None:
+        _train(root, cohort, env, "logger.experiment_name=compare")
+    notebook = nbformat.read(Path(__file__).resolve().parents[2] / "notebooks/compare_runs.ipynb", as_version=4)
+    os.environ["DLM_ML_TRACKING_URI"] = _uri(root)
+    os.environ["DLM_ML_EXPERIMENT"] = "compare"
+    try:
+        NotebookClient(notebook, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        os.environ.pop("DLM_ML_TRACKING_URI")
+        os.environ.pop("DLM_ML_EXPERIMENT")
+    outputs = "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                      for o in cell.get("outputs", []))
+    assert "finished training run(s) in experiment 'compare'" in outputs
+    assert "| model |" in outputs
