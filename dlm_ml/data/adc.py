@@ -15,7 +15,7 @@ Weighting (``weighting``):
   is not mono-exponential (perfusion at low b), these weights let the lowest b
   dominate and raise ADC: +5.5 % against the Siemens scanner map on PROSTATEx,
   versus +3.9 % for ``"signal"`` and +2.4 % for ``"none"``
-  (docs/validation_imaging.md).
+  (docs/validation.md).
 * ``"none"``: ordinary least squares on ``ln S`` (what scanners appear to use).
 
 On exactly mono-exponential data all three give the exact ADC.

@@ -1,7 +1,7 @@
 """Shared fixtures for the imaging tests: the real-scanner reference files.
 
 They live outside the repository, in ``shared/refdata/imaging`` beside it
-(``/work/shared/refdata/imaging`` for a checkout at ``/work/main``); they are
+(``../shared/refdata/imaging`` beside the checkout); they are
 never copied into the repository. Tests skip, saying why, when they are absent.
 """
 
