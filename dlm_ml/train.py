@@ -197,6 +197,7 @@ def train(cfg: DictConfig) -> dict:
     from dlm_ml.data.folds import check_no_leakage, folds_hash, make_folds
     from dlm_ml.data.patches import build_patches
     from dlm_ml.data.prepare import prepare_cohort
+    from dlm_ml.data.registration import registration_config_from_cfg
 
     started = time.time()
     _raise_on_sigterm()
@@ -217,7 +218,7 @@ def train(cfg: DictConfig) -> dict:
     if resumed and resumed.data.tags.get("cohort_fingerprint") != fingerprint:
         raise ValueError(f"cohort {cohort.root} changed since run {resumed.info.run_id} started; cannot resume")
     patches = build_patches(cohort, patch_config, cfg.paths.cache_dir, num_workers=int(cfg.data.preprocess_workers),
-                            log=log.info)
+                            log=log.info, registration=registration_config_from_cfg(cfg.data))
     if cfg.data.get("folds_file"):
         folds = pd.read_csv(cfg.data.folds_file, dtype={"patient_id": str})
         check_no_leakage(folds)
@@ -244,6 +245,7 @@ def train(cfg: DictConfig) -> dict:
                 "n_patients": folds.patient_id.nunique(), "n_excluded_lesions": len(cohort.exclusions)})
             tracking.log_file(client, parent_id, folds_path)
             tracking.log_text(client, parent_id, report.summary(), "cohort_validation.txt")
+            _log_registration(client, parent_id, patches)
             if len(cohort.exclusions):
                 tracking.log_text(client, parent_id, cohort.exclusions.to_csv(index=False), "excluded_lesions.csv")
 
@@ -281,6 +283,25 @@ def train(cfg: DictConfig) -> dict:
     print(f"Open the tracking UI with:\n  {ui_command(cfg)}")
     result["elapsed_s"] = elapsed
     return result
+
+
+def _log_registration(client, run_id: str, patches) -> None:
+    """Registration quality of the run's images: flagged and excluded counts, per-image table."""
+    from dlm_ml import tracking
+
+    registration = patches.registration
+    if registration is None:
+        return
+    summary = registration.summary()
+    tracking.log_metrics(client, run_id, {f"registration.{k}": v for k, v in summary.items()
+                                          if isinstance(v, (int, float))})
+    tracking.set_tags(client, run_id, {"registration.n_flagged": summary.get("n_flagged", 0),
+                                       "registration.n_excluded": summary.get("n_excluded", 0)})
+    tracking.log_text(client, run_id, registration.summary_text(), "registration/summary.txt")
+    tracking.log_text(client, run_id, registration.table.to_csv(index=False), "registration/registration.csv")
+    if patches.excluded_images is not None and len(patches.excluded_images):
+        tracking.log_text(client, run_id, patches.excluded_images.to_csv(index=False),
+                          "registration/excluded_images.csv")
 
 
 def ui_command(cfg: DictConfig) -> str:

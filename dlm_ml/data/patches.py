@@ -3,7 +3,10 @@
 Each patch is one resampling from the source image onto a fixed isotropic grid
 centred on the lesion's baseline position (physical LPS, mm). The grid's axes are
 the LPS axes, so patches of one lesion line up across timepoints and modalities
-whatever each source image's spacing, origin or direction.
+whatever each source image's spacing, origin or direction. With a registration
+config, every image except the baseline CT is sampled through its composed
+transform into baseline CT space (:mod:`dlm_ml.data.registration`): still one
+interpolation from the source voxels, never a resampled copy.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,9 +29,10 @@ from dlm_ml.data import schema
 from dlm_ml.data.cohort import Cohort
 from dlm_ml.data.fingerprint import cohort_fingerprint
 from dlm_ml.data.imageio import read_image
+from dlm_ml.data.registration.cohort import read_transform
 
 # Bump when the extraction algorithm changes, so old caches are never reused.
-PATCH_ALGORITHM_VERSION = 1
+PATCH_ALGORITHM_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,12 @@ class PatchSet:
         Whether the channel's source image exists.
     lesions : DataFrame
         One row per lesion (``patient_id``, ``lesion_id``, ``pcr``), aligned with ``image``.
+    registration : RegistrationSet or None
+        The registrations the patches were sampled through (``summary()`` gives n flagged /
+        n excluded); ``None`` when images were used in their own physical space.
+    excluded_images : DataFrame or None
+        (patient_id, timepoint, modality, reason) of images left out of the patches because
+        their registration was flagged and ``exclude_flagged`` is set.
     """
 
     image: np.ndarray
@@ -167,14 +178,20 @@ class PatchSet:
     channel_names: list[str]
     spacing_mm: float
     cache_key: str
+    registration: Any = None
+    excluded_images: pd.DataFrame | None = None
 
     def __len__(self) -> int:
         return len(self.lesions)
 
 
 def _extract_patient(args) -> tuple[list[int], np.ndarray, np.ndarray]:
-    """Worker: all patches of one patient. Returns lesion row indices, patches and presence."""
-    rows, centres, image_paths, config_dict = args
+    """Worker: all patches of one patient. Returns lesion row indices, patches and presence.
+
+    ``transform_paths`` maps a channel to the ITK transform file taking baseline CT points
+    to that image's points (absent: the image is already in baseline space)."""
+    rows, centres, image_paths, config_dict, *rest = args
+    transform_paths = rest[0] if rest else {}
     config = PatchConfig(**config_dict)
     n, c, s = len(rows), len(config.channels), config.size_voxels
     out = np.zeros((n, c, s, s, s), dtype=np.float32)
@@ -184,56 +201,102 @@ def _extract_patient(args) -> tuple[list[int], np.ndarray, np.ndarray]:
         if path is None:
             continue
         image = read_image(path)
+        tfm = transform_paths.get(f"{timepoint}/{modality}")
+        transform = read_transform(tfm) if tfm else None
         norm = config.normaliser(modality)
         for li, centre in enumerate(centres):
-            patch = resample_patch(image, centre, s, config.spacing_mm, norm.pad_value)
+            patch = resample_patch(image, centre, s, config.spacing_mm, norm.pad_value, transform)
             out[li, ci] = norm.apply(sitk.GetArrayViewFromImage(patch))
             present[li, ci] = True
     return rows, out, present
 
 
-def patch_cache_key(cohort: Cohort, config: PatchConfig, fingerprint: str | None = None) -> str:
-    """Hash of everything the patches depend on: cohort content and every parameter."""
+def patch_cache_key(cohort: Cohort, config: PatchConfig, fingerprint: str | None = None,
+                    registration=None) -> str:
+    """Hash of everything the patches depend on: cohort content, every parameter, and (with a
+    :class:`~dlm_ml.data.registration.RegistrationSet`) the registration settings and the
+    content hashes of the composed transforms the patches are sampled through."""
     payload = {
         "algorithm": PATCH_ALGORITHM_VERSION,
         "cohort": fingerprint or cohort_fingerprint(cohort.root),
         "config": config.to_dict(),
+        "registration": None if registration is None else {
+            "config": {k: v for k, v in registration.config.to_dict().items()
+                       if k not in ("workers", "threads_per_worker")},
+            "transforms": registration.content_hashes(),
+        },
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _excluded_images(registration, lesions: pd.DataFrame, config: PatchConfig) -> pd.DataFrame:
+    """Images whose flagged registration keeps them out of the patches (``exclude_flagged``)."""
+    rows = []
+    if registration is not None and registration.config.exclude_flagged:
+        wanted = set(config.channels)
+        for r in registration.table[registration.table["flagged"]].itertuples():
+            if (r.timepoint, r.modality) in wanted and r.patient_id in set(lesions.patient_id):
+                rows.append({"patient_id": r.patient_id, "timepoint": r.timepoint, "modality": r.modality,
+                             "reason": f"registration flagged: {r.reasons}"})
+    return pd.DataFrame(rows, columns=["patient_id", "timepoint", "modality", "reason"])
 
 
 def build_patches(cohort: Cohort, config: PatchConfig, cache_dir: str | Path, *, num_workers: int = 1,
-                  progress: bool = True, log=print) -> PatchSet:
+                  progress: bool = True, log=print, registration=None) -> PatchSet:
     """Return the cohort's patches, from the cache when its key matches, else extract and cache.
 
     Every lesion with an outcome gets a row; lesions without outcome are listed in
     ``cohort.exclusions`` and not extracted.
+
+    ``registration`` (a :class:`~dlm_ml.data.registration.RegistrationConfig`, or ``None`` /
+    disabled to use every image in its own physical space): the images of ``config.channels``
+    are first registered into baseline CT space (cached by content under ``cache_dir``), and
+    each patch is sampled through its image's composed transform. Flagged registrations are
+    reported; with ``exclude_flagged`` their images are treated as missing and listed in
+    ``PatchSet.excluded_images``.
     """
     missing_channels = [m for m in config.modalities if m not in cohort.modalities]
     if missing_channels:
         raise ValueError(f"modality(ies) {missing_channels} not in cohort {cohort.root} ({cohort.modalities})")
-    key = patch_cache_key(cohort, config)
-    path = Path(cache_dir) / f"patches-{key}.npz"
     lesions = cohort.labelled_lesions()[["patient_id", "lesion_id", "pcr", "x_mm", "y_mm", "z_mm"]]
     lesions = lesions.sort_values(list(schema.LESION_KEY), kind="stable").reset_index(drop=True)
+    regs = None
+    if registration is not None and registration.enabled:
+        from dlm_ml.data.registration import register_cohort
+
+        regs = register_cohort(cohort, registration, cache_dir, channels=config.channels,
+                               patients=sorted(lesions.patient_id.unique()), progress=progress, log=log)
+        for line in regs.summary_text().splitlines()[1:]:
+            log(line)
+    excluded = _excluded_images(regs, lesions, config)
+    if len(excluded):
+        log(f"registration: {len(excluded)} flagged image(s) excluded from the patches (exclude_flagged)")
+    key = patch_cache_key(cohort, config, registration=regs)
+    path = Path(cache_dir) / f"patches-{key}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as data:
             cached_ids = list(zip(data["patient_id"].tolist(), data["lesion_id"].tolist()))
             if cached_ids == list(zip(lesions.patient_id, lesions.lesion_id)):
                 log(f"patch cache hit: reusing {path} ({len(lesions)} lesions, key {key})")
                 return PatchSet(data["image"], data["present"], lesions[["patient_id", "lesion_id", "pcr"]],
-                                config.channel_names(), config.spacing_mm, key)
+                                config.channel_names(), config.spacing_mm, key, regs, excluded)
     log(f"patch cache miss: extracting {len(lesions)} lesions into {path}")
 
+    dropped = set(zip(excluded.patient_id, excluded.timepoint, excluded.modality))
     jobs = []
     for patient_id, group in lesions.groupby("patient_id", sort=True):
-        image_paths = {}
+        image_paths, transform_paths = {}, {}
         for t, m in config.channels:
             p = cohort.image_path(patient_id, t, m)
-            if p is not None:
-                image_paths[f"{t}/{m}"] = str(p)
+            if p is None or (patient_id, t, m) in dropped:
+                continue
+            image_paths[f"{t}/{m}"] = str(p)
+            if regs is not None:
+                tfm = regs.transform_path(patient_id, t, m)
+                if tfm is not None:
+                    transform_paths[f"{t}/{m}"] = tfm
         centres = [tuple(r) for r in group[["x_mm", "y_mm", "z_mm"]].to_numpy(float)]
-        jobs.append((group.index.tolist(), centres, image_paths, config.to_dict()))
+        jobs.append((group.index.tolist(), centres, image_paths, config.to_dict(), transform_paths))
 
     s = config.size_voxels
     image = np.zeros((len(lesions), len(config.channels), s, s, s), dtype=np.float32)
@@ -258,7 +321,9 @@ def build_patches(cohort: Cohort, config: PatchConfig, cache_dir: str | Path, *,
              lesion_id=lesions.lesion_id.to_numpy(str))
     os.replace(tmp, path)
     manifest = {"key": key, "config": config.to_dict(), "n_lesions": len(lesions),
-                "channels": config.channel_names(), "cohort": str(cohort.root)}
-    atomic_write_text(path.with_suffix(".json"), json.dumps(manifest, indent=2))
+                "channels": config.channel_names(), "cohort": str(cohort.root),
+                "registration": None if regs is None else {"config": regs.config.to_dict(), **regs.summary()},
+                "excluded_images": excluded.to_dict("records")}
+    atomic_write_text(path.with_suffix(".json"), json.dumps(manifest, indent=2, default=str))
     return PatchSet(image, present, lesions[["patient_id", "lesion_id", "pcr"]], config.channel_names(),
-                    config.spacing_mm, key)
+                    config.spacing_mm, key, regs, excluded)

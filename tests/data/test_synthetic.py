@@ -2,7 +2,10 @@
 
 Image checks read the written files back with SimpleITK and measure at the
 lesion positions through TransformPhysicalPointToIndex, so they test what the
-rest of the framework will see, not the generator's internal arrays.
+rest of the framework will see, not the generator's internal arrays. Every
+image has its own grid and, by default, its own true pose (misaligned cohort):
+measurements in a later image use the true lesion positions of truth/ and the
+true transforms rebuilt from truth/images.csv.
 Calibration checks use ``simulate_tables`` (the same tables without images) on
 cohorts large enough for the literature targets of DESIGN.md §8 to be measurable.
 """
@@ -30,6 +33,7 @@ from dlm_ml.data.synthetic import (
     valid_keys,
 )
 from dlm_ml.data.synthetic import writer as synth_writer
+from dlm_ml.data.synthetic.geometry import load_true_poses, rotation_angle_deg, true_transform
 from dlm_ml.data.synthetic.readers import auc
 
 TABLES = [schema.PATIENTS_CSV, schema.IMAGES_CSV, schema.LESIONS_CSV, schema.OUTCOMES_CSV, schema.READINGS_CSV]
@@ -43,6 +47,12 @@ def _read(root: Path, name: str) -> pd.DataFrame:
 
 def _array(path: Path) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def _true_positions(root: Path) -> dict:
+    """(patient_id, lesion_id, timepoint, modality) → lesion centre in that image's physical space."""
+    t = _read(root, "truth/lesion_positions.csv")
+    return {(r.patient_id, r.lesion_id, r.timepoint, r.modality): (r.x_mm, r.y_mm, r.z_mm) for r in t.itertuples()}
 
 
 def _sphere_values(img: sitk.Image, arr: np.ndarray, centre, radius_mm: float) -> np.ndarray:
@@ -191,22 +201,28 @@ def test_larger_cohort_extends_smaller_one():
 
 # --- geometry -----------------------------------------------------------------------------------
 
-def test_geometry_spacing_as_configured_and_lesions_inside(tmp_path):
+def test_aligned_switch_keeps_first_version_geometry(tmp_path):
+    # geometry.misalignment / vary_grids false: configured spacing, LPS axes, identity poses
     cfg = make_config("tiny", n_patients=3, seed=2, **{"geometry.ct.spacing_mm": (1.25, 1.5, 2.5),
                                                        "geometry.adc.spacing_mm": (2.5, 2.75, 5.0),
-                                                       "missing.adc": 0.0})
+                                                       "missing.adc": 0.0, "geometry.misalignment": False,
+                                                       "geometry.vary_grids": False})
     root = generate_cohort(tmp_path / "g", cfg, progress=False)
     images = _read(root, schema.IMAGES_CSV)
     lesions = _read(root, schema.LESIONS_CSV)
+    truth = _true_positions(root)
     origins = {}
     for row in images.itertuples():
         img = sitk.ReadImage(str(root / row.path))
         want = getattr(cfg.geometry, row.modality).spacing_mm
         assert np.allclose(img.GetSpacing(), want), row.path
+        assert img.GetDirection() == (1, 0, 0, 0, 1, 0, 0, 0, 1), row.path
         assert img.GetPixelID() == (sitk.sitkInt16 if row.modality == "ct" else sitk.sitkUInt16)
         origins.setdefault(row.patient_id, []).append(img.GetOrigin())
-        # every lesion lies inside every image of its patient
+        # every lesion lies inside every image of its patient, at its baseline position
         for les in lesions[lesions["patient_id"] == row.patient_id].itertuples():
+            assert np.allclose(truth[(les.patient_id, les.lesion_id, row.timepoint, row.modality)],
+                               (les.x_mm, les.y_mm, les.z_mm), atol=0.01)
             idx = img.TransformPhysicalPointToIndex((les.x_mm, les.y_mm, les.z_mm))
             assert all(0 <= i < n for i, n in zip(idx, img.GetSize())), (row.path, les.lesion_id)
     # grids do not coincide: six distinct origins per patient
@@ -219,35 +235,104 @@ def test_geometry_spacing_as_configured_and_lesions_inside(tmp_path):
         assert mask[mask.TransformPhysicalPointToIndex(point)] == les.mask_label, les
 
 
+def test_misaligned_geometry_and_truth(tmp_path):
+    """Second version (default): per-image grids with flipped axes, rigid motion between and
+    within visits, breathing deformation; truth/ holds the poses and the lesion positions."""
+    cfg = make_config("tiny", n_patients=4, seed=6, **{"missing.adc": 0.0, "geometry.ct.flip_probability": 0.5,
+                                                       "geometry.adc.flip_probability": 0.5})
+    root = generate_cohort(tmp_path / "m", cfg, progress=False)
+    images = _read(root, schema.IMAGES_CSV)
+    lesions = _read(root, schema.LESIONS_CSV)
+    truth = _true_positions(root)
+    poses = load_true_poses(root)
+    mo = cfg.geometry.motion
+    flips, moved = 0, []
+    for row in images.itertuples():
+        img = sitk.ReadImage(str(root / row.path))
+        g = getattr(cfg.geometry, row.modality)
+        sp = img.GetSpacing()
+        assert g.inplane_spacing_mm[0] - 1e-3 <= sp[0] == sp[1] <= g.inplane_spacing_mm[1] + 1e-3, row.path
+        assert g.slice_spacing_mm[0] - 0.01 <= sp[2] <= g.slice_spacing_mm[1] + 0.01, row.path
+        flips += sum(v < 0 for v in np.diag(np.reshape(img.GetDirection(), (3, 3))))
+        pose = poses[(row.patient_id, row.timepoint, row.modality)]
+        if (row.timepoint, row.modality) == (schema.REFERENCE_TIMEPOINT, schema.REFERENCE_MODALITY):
+            assert pose.is_identity  # the baseline CT defines lesions.csv's space
+        else:
+            assert not pose.is_identity
+            assert pose.max_displacement_mm <= np.sqrt(1 + 0.4 ** 2 + 0.2 ** 2) * mo.breathing_mm
+            if row.modality == "ct":
+                assert rotation_angle_deg(pose.rotation) <= mo.rotation_deg + 1e-6
+            else:  # the visit's rotation and the ADC's own
+                assert rotation_angle_deg(pose.rotation) <= mo.rotation_deg + mo.adc_rotation_deg + 1e-6
+        for les in lesions[lesions["patient_id"] == row.patient_id].itertuples():
+            p = truth[(les.patient_id, les.lesion_id, row.timepoint, row.modality)]
+            # the recorded position is the pose's inverse of the baseline position, inside the image
+            assert np.allclose(pose.apply(np.asarray(p)), (les.x_mm, les.y_mm, les.z_mm), atol=0.01)
+            idx = img.TransformPhysicalPointToIndex(tuple(p))
+            assert all(0 <= i < n for i, n in zip(idx, img.GetSize())), (row.path, les.lesion_id)
+            moved.append(np.linalg.norm(np.subtract(p, (les.x_mm, les.y_mm, les.z_mm))))
+    assert flips > 0  # some images are stored with flipped axes
+    assert np.median(moved) > 3.0  # images are really misaligned
+    # the true transform explains the image content: the baseline CT resampled into a later CT
+    # through it matches that CT far better than the untransformed one
+    for pid in sorted(images.patient_id.unique())[:2]:
+        base = sitk.ReadImage(str(root / f"images/{pid}/baseline_ct.nii.gz"), sitk.sitkFloat32)
+        later = sitk.ReadImage(str(root / f"images/{pid}/presurgery_ct.nii.gz"), sitk.sitkFloat32)
+        pose = poses[(pid, "presurgery", "ct")]
+        arr = sitk.GetArrayFromImage(later)
+        corr = {}
+        for name, tx in (("true", true_transform(pose, later, to_image=False)), ("none", sitk.Transform())):
+            moved_base = sitk.GetArrayFromImage(sitk.Resample(base, later, tx, sitk.sitkLinear, -2000.0))
+            ok = (moved_base > -1500) & (arr > -500)
+            corr[name] = np.corrcoef(arr[ok], moved_base[ok])[0, 1]
+        assert corr["true"] > 0.9 and corr["true"] > corr["none"] + 0.1, (pid, corr)
+    # switching misalignment off changes only the poses: the tables but positions are the same
+    aligned = simulate_tables(make_config("tiny", n_patients=4, seed=6, **{
+        "missing.adc": 0.0, "geometry.ct.flip_probability": 0.5, "geometry.adc.flip_probability": 0.5,
+        "geometry.misalignment": False}))
+    assert aligned["outcomes"].equals(_read(root, schema.OUTCOMES_CSV))
+    assert aligned["readings"].to_csv(index=False) == _read(root, schema.READINGS_CSV).to_csv(index=False)
+
+
 # --- intensities -------------------------------------------------------------------------------
 
 def test_intensities_in_literature_ranges(measured):
     cfg, root = measured
     lesions = _read(root, schema.LESIONS_CSV)
     truth = _read(root, "truth/lesions.csv")
+    positions = _true_positions(root)
+    poses = load_true_poses(root)
     liver_hu = {"baseline": [], "presurgery": []}
     lesion_contrast, dlm_contrast, visible_contrast, adc_liver, adc_lesion, noise = [], [], [], [], [], []
+    air, floor = [], []
     for pid, les in lesions.groupby("patient_id"):
         liver_mask = sitk.ReadImage(str(root / f"truth/masks/{pid}_liver.nii.gz"))
         lesion_mask = sitk.ReadImage(str(root / les["mask_path"].iloc[0]))
+        labels = sitk.GetArrayFromImage(lesion_mask)
         # liver away from lesions: liver mask minus dilated lesion labels
         away = sitk.And(liver_mask, sitk.Not(sitk.BinaryDilate(lesion_mask > 0, [3, 3, 2])))
         away = sitk.BinaryErode(away, [2, 2, 1])
         for tp in ("baseline", "presurgery"):
             ct = sitk.ReadImage(str(root / f"images/{pid}/{tp}_ct.nii.gz"))
             arr = sitk.GetArrayFromImage(ct).astype(float)
-            on_grid = sitk.GetArrayFromImage(sitk.Resample(away, ct, sitk.Transform(), sitk.sitkNearestNeighbor)) > 0
+            # the baseline-space mask brought onto this CT through its true pose
+            to_ct = true_transform(poses[(pid, tp, "ct")], ct, to_image=False)
+            on_grid = sitk.GetArrayFromImage(sitk.Resample(away, ct, to_ct, sitk.sitkNearestNeighbor)) > 0
             liver = arr[on_grid]
             liver_hu[tp].append(np.median(liver))
             if tp == "baseline":
-                noise.append(liver.std())
-                assert arr[0, 0, 0] == cfg.intensity.ct_air_hu  # air outside the body, noise-free
+                # robust SD: vessels run through the liver
+                noise.append(1.4826 * np.median(np.abs(liver - np.median(liver))))
+                air.append(np.mean(arr == cfg.intensity.ct_air_hu))  # air outside the body, noise-free
             for les_row in les.itertuples():
                 t = truth[(truth.patient_id == pid) & (truth.lesion_id == les_row.lesion_id)].iloc[0]
                 d = les_row.diameter_mm if tp == "baseline" else t.diameter_presurgery_mm
                 hidden = tp == "presurgery" and t.visible_presurgery == 0  # near-zero contrast: wider ROI
-                vals = _sphere_values(ct, arr, (les_row.x_mm, les_row.y_mm, les_row.z_mm),
-                                      3.0 if hidden else max(0.3 * d, 1.0))
+                if tp == "baseline":  # the public label map lies on the baseline CT grid: every lesion voxel
+                    vals = arr[labels == les_row.mask_label]
+                else:
+                    vals = _sphere_values(ct, arr, positions[(pid, les_row.lesion_id, tp, "ct")],
+                                          3.0 if hidden else max(0.3 * d, 1.0))
                 c = np.median(liver) - vals.mean()
                 if tp == "baseline":
                     lesion_contrast.append(c)
@@ -257,17 +342,22 @@ def test_intensities_in_literature_ranges(measured):
                     visible_contrast.append(c)
         adc = sitk.ReadImage(str(root / f"images/{pid}/baseline_adc.nii.gz"))
         arr = sitk.GetArrayFromImage(adc).astype(float)
-        assert arr[0, 0, 0] == 0  # noise floor outside the body
-        on_grid = sitk.GetArrayFromImage(sitk.Resample(sitk.BinaryErode(away, [3, 3, 2]), adc, sitk.Transform(),
+        floor.append(arr[arr < 150])  # outside the body: a low noise floor, not zeros
+        to_adc = true_transform(poses[(pid, "baseline", "adc")], adc, to_image=False)
+        on_grid = sitk.GetArrayFromImage(sitk.Resample(sitk.BinaryErode(away, [3, 3, 2]), adc, to_adc,
                                                        sitk.sitkNearestNeighbor)) > 0
         adc_liver.append(np.median(arr[on_grid]))
         for les_row in les[les["diameter_mm"] >= 12].itertuples():
-            adc_lesion.append(_sphere_values(adc, arr, (les_row.x_mm, les_row.y_mm, les_row.z_mm), 2.0).mean())
+            adc_lesion.append(_sphere_values(adc, arr, positions[(pid, les_row.lesion_id, "baseline", "adc")],
+                                             2.0).mean())
     base, pre = np.array(liver_hu["baseline"]), np.array(liver_hu["presurgery"])
     # liver 105 ± 17 HU before chemotherapy (clipped at ±2.5 SD), about 12 HU lower after
     assert 90 < base.mean() < 120 and base.min() > 105 - 2.5 * 17 - 5 and base.max() < 105 + 2.5 * 17 + 5
     assert -20 < (pre - base).mean() < -5
     assert 8 < np.mean(noise) < 18  # CT noise 11-15 HU by site
+    assert np.mean(air) > 0.001  # some exact air in the fields of view
+    floor = np.concatenate(floor)
+    assert floor.size > 1000 and 10 < floor.mean() < 80 and floor.std() > 10
     # metastases are hypoattenuating at baseline; disappeared lesions are drawn near liver contrast
     assert 25 < np.mean(lesion_contrast) < 60 and np.min(lesion_contrast) > 5
     assert visible_contrast and np.mean(visible_contrast) > 12
@@ -330,12 +420,14 @@ def test_easy_preset_is_separable_from_images(tmp_path):
     assert min(r["auc"] for r in summarize(tables)["readers"]) > 0.9
     root = generate_cohort(tmp_path / "easy", cfg, progress=False)
     lesions = _read(root, schema.LESIONS_CSV).merge(_read(root, schema.OUTCOMES_CSV))
+    positions = _true_positions(root)
     contrast = []
     for les in lesions.itertuples():  # presurgery CT: lesion-centre HU relative to the liver around it
         ct = sitk.ReadImage(str(root / f"images/{les.patient_id}/presurgery_ct.nii.gz"))
         arr = sitk.GetArrayFromImage(ct)
-        centre = _sphere_values(ct, arr, (les.x_mm, les.y_mm, les.z_mm), 3.0).mean()
-        ring = np.median(_sphere_values(ct, arr, (les.x_mm, les.y_mm, les.z_mm), les.diameter_mm / 2 + 8))
+        where = positions[(les.patient_id, les.lesion_id, "presurgery", "ct")]
+        centre = _sphere_values(ct, arr, where, 3.0).mean()
+        ring = np.median(_sphere_values(ct, arr, where, les.diameter_mm / 2 + 8))
         contrast.append(ring - centre)
     assert lesions["pcr"].nunique() == 2
     assert auc(lesions["pcr"], -np.asarray(contrast)) > 0.85

@@ -130,8 +130,10 @@ def _configure(reg: sitk.ImageRegistrationMethod, stage: StageConfig, seed: int)
     reg.SetMetricSamplingPercentage(stage.sampling_fraction, seed)
     reg.SetInterpolator(sitk.sitkLinear)
     if stage.optimizer == "lbfgsb":
+        bound = stage.max_displacement_mm
         reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=stage.iterations,
-                                 maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=4 * stage.iterations)
+                                 maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=4 * stage.iterations,
+                                 lowerBound=-bound, upperBound=bound)
     elif stage.optimizer == "gradient_descent":
         reg.SetOptimizerAsGradientDescent(learningRate=stage.learning_rate, numberOfIterations=stage.iterations,
                                           convergenceMinimumValue=1e-6, convergenceWindowSize=10)
@@ -201,17 +203,15 @@ def run_stages(fixed: WorkingImage, moving: WorkingImage, stages: tuple[StageCon
             fixed_image, mask = _crop_to_mask(fixed.image, mask)
             reg.SetMetricFixedMask(mask)
         reg.SetMetricMovingMask(moving.domain)  # never sample the padding beyond the field of view
+        # stages come ordered rigid → affine → bspline (RegistrationConfig checks it), so a
+        # rigid or affine stage always starts from a rigid or affine transform
         if stage.transform == "rigid":
-            tx = sitk.Euler3DTransform(current) if current.GetName() == "Euler3DTransform" else None
-            if tx is None:  # a rigid stage after an affine one: keep the affine, refine rigidly on top
-                reg.SetMovingInitialTransform(current)
-                tx = sitk.Euler3DTransform()
-                tx.SetCenter(initial_rigid(fixed, moving).GetCenter())
+            tx = sitk.Euler3DTransform(current)
             reg.SetInitialTransform(tx, inPlace=True)
         elif stage.transform == "affine":
             tx = _as_affine(current)
             reg.SetInitialTransform(tx, inPlace=True)
-        else:
+        else:  # optimised on top of the affine result: total = current(bspline(x))
             extent = np.array(fixed_image.GetSize()) * np.array(fixed_image.GetSpacing())
             mesh = [max(1, int(round(e / stage.mesh_spacing_mm))) for e in extent]
             tx = sitk.BSplineTransformInitializer(fixed_image, mesh, 3)
@@ -222,8 +222,7 @@ def run_stages(fixed: WorkingImage, moving: WorkingImage, stages: tuple[StageCon
         except RuntimeError as err:
             raise RegistrationError(f"{name}: {stage.transform} stage failed: {str(err).strip().splitlines()[-1]}") \
                 from err
-        if stage.transform == "bspline" or (stage.transform == "rigid" and current.GetName() not in
-                                            ("Euler3DTransform",)):
+        if stage.transform == "bspline":
             current = sitk.CompositeTransform([current, tx])
             current.FlattenTransform()
         else:
@@ -236,7 +235,7 @@ def run_stages(fixed: WorkingImage, moving: WorkingImage, stages: tuple[StageCon
 
 # --- quality -------------------------------------------------------------------------------------
 
-def mattes_metric(fixed: WorkingImage, moving: WorkingImage, transform: sitk.Transform, seed: int = 0) -> float:
+def mattes_metric(fixed: WorkingImage, moving: WorkingImage, transform: sitk.Transform, seed: int = 1) -> float:
     """Mattes mutual information (negative; lower = better) of ``moving`` through ``transform``
     against ``fixed`` over the fixed body, 32 bins, 20 % of the voxels at a fixed seed."""
     reg = sitk.ImageRegistrationMethod()
@@ -253,27 +252,36 @@ def mattes_metric(fixed: WorkingImage, moving: WorkingImage, transform: sitk.Tra
         return 0.0
 
 
-def overlap(fixed: WorkingImage, moving: WorkingImage, transform: sitk.Transform) -> float:
-    """Fraction of the fixed body that ``transform`` maps inside the moving field of view."""
+def overlap(fixed: WorkingImage, moving: WorkingImage, transform: sitk.Transform) -> tuple[float, sitk.Image]:
+    """Fraction of the fixed body that ``transform`` maps inside the moving field of view, and
+    that part of the body as a mask (where the moving image constrained the registration)."""
     mapped = sitk.Resample(moving.domain, fixed.body, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    seen = sitk.Cast(fixed.body * mapped, sitk.sitkUInt8)
     body = sitk.GetArrayViewFromImage(fixed.body).astype(bool)
     if not body.any():
-        return 0.0
-    return float(sitk.GetArrayViewFromImage(mapped)[body].mean())
+        return 0.0, seen
+    return float(sitk.GetArrayViewFromImage(mapped)[body].mean()), seen
 
 
 def jacobian_range(transform: sitk.Transform, region: sitk.Image, spacing_mm: float = 6.0) -> tuple[float, float]:
     """(min, max) of the Jacobian determinant of ``transform`` over the voxels of the mask
-    ``region`` (uint8), sampled every ``spacing_mm``."""
+    ``region`` (uint8), sampled every ``spacing_mm``. The field is computed one sample
+    beyond the region on every side: finite differences at a field's border are one-sided
+    and would halve the derivative there."""
     src_sp = np.array(region.GetSpacing())
-    size = np.maximum((np.array(region.GetSize()) * src_sp / spacing_mm).astype(int), 2)
+    size = np.maximum((np.array(region.GetSize()) * src_sp / spacing_mm).astype(int), 2) + 2
+    direction = np.reshape(region.GetDirection(), (3, 3))
+    origin = np.array(region.GetOrigin()) - direction @ np.full(3, spacing_mm)
     field = sitk.TransformToDisplacementField(transform, sitk.sitkVectorFloat64, [int(v) for v in size],
-                                              region.GetOrigin(), [spacing_mm] * 3, region.GetDirection())
-    det = sitk.DisplacementFieldJacobianDeterminant(field)
-    inside = sitk.Resample(region, det, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    values = sitk.GetArrayViewFromImage(det)[sitk.GetArrayViewFromImage(inside) > 0]
-    if values.size == 0:
-        values = sitk.GetArrayViewFromImage(det).ravel()
+                                              tuple(origin), [spacing_mm] * 3, region.GetDirection())
+    det = sitk.GetArrayFromImage(sitk.DisplacementFieldJacobianDeterminant(field))[1:-1, 1:-1, 1:-1]
+    ref = sitk.Image([int(v) - 2 for v in size], sitk.sitkUInt8)
+    ref.SetOrigin(tuple(origin + direction @ np.full(3, spacing_mm)))
+    ref.SetSpacing([spacing_mm] * 3)
+    ref.SetDirection(region.GetDirection())
+    inside = sitk.GetArrayViewFromImage(sitk.Resample(region, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+                                                      sitk.sitkUInt8)) > 0
+    values = det[inside] if inside.any() else det.ravel()
     return float(values.min()), float(values.max())
 
 
@@ -318,6 +326,9 @@ def register_pair(fixed: WorkingImage, moving: WorkingImage, config: Registratio
         error = ""
     except RegistrationError as err:
         transform, results, error = initial_rigid(fixed, moving), [], str(err)
-    jmin, jmax = jacobian_range(transform, fixed.body)
+    # Jacobian where the moving image was seen: beyond its field of view a B-spline is
+    # unconstrained, and a fold there harms no patch
+    fraction, seen = overlap(fixed, moving, transform)
+    jmin, jmax = jacobian_range(transform, seen if fraction > 0 else fixed.body)
     return PairResult(transform, mattes_metric(fixed, moving, transform, config.seed), before, jmin, jmax,
-                      overlap(fixed, moving, transform), results, error, time.perf_counter() - started)
+                      fraction, results, error, time.perf_counter() - started)

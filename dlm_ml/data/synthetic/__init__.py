@@ -12,6 +12,15 @@ poses), ``anatomy`` (shapes, lesion placement, rendering), ``biology`` (latent
 response, lesions through time, outcomes), ``readers`` (simulated radiologists
 and their figures), ``tables`` (tables without images), ``writer`` (cohort on
 disk, CLI).
+
+Second version (default): every image has its own grid (spacing, field of view,
+flipped axes) and its own true pose (rigid motion between and within visits, a
+breathing deformation), so images must be registered. The truth lives in
+``truth/images.csv`` (pose parameters; ``geometry.load_true_poses`` and
+``geometry.true_transform`` rebuild SimpleITK transforms) and
+``truth/lesion_positions.csv`` (each lesion centre in each image's own space).
+``geometry.misalignment: false`` and ``geometry.vary_grids: false`` give back the
+aligned first version.
 """
 
 from dlm_ml.data.synthetic.config import (

@@ -319,7 +319,8 @@ def render(anatomy: Anatomy, tissue: Tissue, lesions: list[tuple[np.ndarray, flo
         if box is None:
             continue
         Xb, Yb, Zb = voxel_anatomy_coords(grid, pose, box)
-        m = _membership(_segment_distance(Xb, Yb, Zb, seg) - r, w) * _membership(anatomy.liver_sd(Xb, Yb, Zb) + 2 * w, w)
+        in_liver = _membership(anatomy.liver_sd(Xb, Yb, Zb) + 2 * w, w)
+        m = _membership(_segment_distance(Xb, Yb, Zb, seg) - r, w) * in_liver
         _paint(vol, box, tissue.vessel, m)
     for k, (centre, diameter, value) in enumerate(lesions):
         if diameter <= 0:

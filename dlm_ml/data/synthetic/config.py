@@ -255,9 +255,10 @@ class SynthConfig:
 _SMALL_GEOMETRY = {
     "anatomy.scale": 0.55,
     "anatomy.position_jitter_mm": 3.0,
-    "geometry.ct.fov_mm": (120.0, 100.0, 80.0),
+    # wide enough in-plane for the body outline, which registration locks on
+    "geometry.ct.fov_mm": (180.0, 140.0, 80.0),
     "geometry.ct.spacing_mm": (1.5, 1.5, 3.0),
-    "geometry.adc.fov_mm": (120.0, 100.0, 80.0),
+    "geometry.adc.fov_mm": (180.0, 140.0, 80.0),
     "geometry.adc.spacing_mm": (3.0, 3.0, 6.0),
     "geometry.ct.origin_jitter_mm": 2.0,
     "geometry.adc.origin_jitter_mm": 2.0,
@@ -283,9 +284,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "easy": {
         "n_patients": 40,
         "anatomy.scale": 0.8,
-        "geometry.ct.fov_mm": (176.0, 144.0, 120.0),
+        "geometry.ct.fov_mm": (240.0, 184.0, 120.0),
         "geometry.ct.spacing_mm": (1.5, 1.5, 3.0),
-        "geometry.adc.fov_mm": (176.0, 144.0, 120.0),
+        "geometry.adc.fov_mm": (240.0, 184.0, 120.0),
         "geometry.adc.spacing_mm": (2.5, 2.5, 5.0),
         "geometry.ct.inplane_spacing_mm": (1.3, 1.7),
         "geometry.ct.slice_spacing_mm": (2.5, 3.5),

@@ -286,22 +286,29 @@ def anatomy_box_to_slices(grid: ImageGrid, pose: VisitPose, lo: np.ndarray, hi: 
     return tuple(slice(int(a), int(b)) for a, b in zip(reversed(start), reversed(stop)))
 
 
-def true_transform(pose: VisitPose, reference: sitk.Image, spacing_mm: float = 4.0) -> sitk.Transform:
-    """The true baseline → image transform of ``pose`` as a SimpleITK transform: maps anatomy
-    (baseline CT) points to the image's physical points, the convention of a registration with
-    the baseline CT as fixed image and of ``patches.resample_patch``.
+def true_transform(pose: VisitPose, reference: sitk.Image, spacing_mm: float = 4.0, *,
+                   to_image: bool = True) -> sitk.Transform:
+    """The true transform of ``pose`` as a SimpleITK transform.
 
-    Rigid poses give an exact :class:`sitk.AffineTransform`; a breathing pose a
+    ``to_image`` (default): maps anatomy (baseline CT) points to the image's physical points,
+    the convention of a registration with the baseline CT as fixed image and of
+    ``patches.resample_patch``; ``reference`` is then an image in baseline space (the region
+    the transform is needed over). ``to_image=False``: the inverse, image points to anatomy
+    points (to resample a baseline-space mask onto the image; ``reference`` = the image).
+
+    A rigid pose gives an exact :class:`sitk.AffineTransform`; a breathing pose a
     :class:`sitk.DisplacementFieldTransform` sampled every ``spacing_mm`` over ``reference``'s
-    extent (plus a margin), whose linear interpolation errs by well under 0.1 mm.
+    extent plus 20 mm, whose linear interpolation errs by well under 0.1 mm.
     """
-    rot_inv = pose.R.T
-    rigid_inv = sitk.AffineTransform(3)
-    rigid_inv.SetMatrix(tuple(rot_inv.ravel()))
-    rigid_inv.SetTranslation(tuple(-rot_inv @ np.asarray(pose.translation)))
+    rot = pose.R.T if to_image else pose.R
+    shift = -pose.R.T @ np.asarray(pose.translation) if to_image else np.asarray(pose.translation)
+    rigid = sitk.AffineTransform(3)
+    rigid.SetMatrix(tuple(rot.ravel()))
+    rigid.SetTranslation(tuple(shift))
     if not pose.has_breathing:
-        return rigid_inv
-    corners = np.array([reference.TransformContinuousIndexToPhysicalPoint([c * (n - 1) for c, n in zip(k, reference.GetSize())])
+        return rigid
+    size_in = reference.GetSize()
+    corners = np.array([reference.TransformContinuousIndexToPhysicalPoint([c * (n - 1) for c, n in zip(k, size_in)])
                         for k in np.ndindex(2, 2, 2)])
     lo = corners.min(axis=0) - 20.0
     hi = corners.max(axis=0) + 20.0
@@ -309,8 +316,16 @@ def true_transform(pose: VisitPose, reference: sitk.Image, spacing_mm: float = 4
     axes = [lo[a] + np.arange(size[a]) * spacing_mm for a in range(3)]
     Z, Y, X = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
     q = np.stack([X, Y, Z], axis=-1)
-    disp = pose.inverse_apply(q) - q
+    disp = (pose.inverse_apply(q) if to_image else pose.apply(q)) - q
     field = sitk.GetImageFromArray(disp.astype(np.float64), isVector=True)
     field.SetOrigin(tuple(lo))
     field.SetSpacing((spacing_mm,) * 3)
     return sitk.DisplacementFieldTransform(field)
+
+
+def load_true_poses(cohort_root) -> dict[tuple[str, str, str], VisitPose]:
+    """(patient_id, timepoint, modality) → true pose, from a synthetic cohort's ``truth/images.csv``."""
+    import pandas as pd
+
+    table = pd.read_csv(f"{cohort_root}/truth/images.csv", dtype={"patient_id": str})
+    return {(r.patient_id, r.timepoint, r.modality): VisitPose.from_record(r) for r in table.itertuples()}

@@ -66,10 +66,18 @@ def _workers(config: SynthConfig) -> int:
     except AttributeError:  # pragma: no cover - non-Linux
         cpus = os.cpu_count() or 1
     # A worker costs ~1.5 s to start (spawn + imports): give each >= ~5 s of work.
-    # Rendering + compression cost ≈ 8e-8 s per voxel on one core.
-    voxels = sum(3 * np.prod(np.round(np.asarray(g.fov_mm) / np.asarray(g.spacing_mm)))
+    # Rendering + compression cost ≈ 8e-8 s per voxel on one core (≈ 2e-7 when images are
+    # moved: every voxel's anatomy coordinates are then computed in 3-D).
+    def spacing(g):
+        if not config.geometry.vary_grids:
+            return np.asarray(g.spacing_mm)
+        inplane, thick = np.mean(g.inplane_spacing_mm), np.mean(g.slice_spacing_mm)
+        return np.array([inplane, inplane, thick])
+
+    voxels = sum(3 * np.prod(np.round(np.asarray(g.fov_mm) / spacing(g)))
                  for g in (config.geometry.ct, config.geometry.adc))
-    seconds = config.n_patients * voxels * 8e-8
+    per_voxel = 2e-7 if config.geometry.misalignment or config.geometry.vary_grids else 8e-8
+    seconds = config.n_patients * voxels * per_voxel
     return int(max(1, min(cpus, 8, seconds // 5)))
 
 
@@ -130,7 +138,10 @@ def generate_cohort(out_dir: str | os.PathLike, config: SynthConfig, *, progress
             "modalities": list(schema.MODALITIES),
             "description": (f"Synthetic cohort from dlm_ml.data.synthetic (dlm_ml {dlm_ml.__version__}), "
                             f"preset {config.preset!r}, seed {config.seed}, {config.n_patients} patients. "
-                            f"Hidden truth under {schema.TRUTH_DIR}/ (config.json rebuilds it)."),
+                            + ("Every image has its own grid and pose: images must be registered to the "
+                               "baseline CT (true transforms and lesion positions per image under truth/). "
+                               if config.geometry.misalignment else "Images are aligned (misalignment off). ")
+                            + f"Hidden truth under {schema.TRUTH_DIR}/ (config.json rebuilds it)."),
             "synthetic": {"preset": config.preset, "seed": config.seed, "n_patients": config.n_patients},
         }
         (tmp / schema.COHORT_YAML).write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))

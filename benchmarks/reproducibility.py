@@ -1,0 +1,103 @@
+"""Measure reproducibility on the demo cohort and print the figures.
+
+1. ``dlm-train experiment=demo`` (the original run), then ``dlm-reproduce`` of it:
+   the largest absolute difference of out-of-fold P(pCR) between the two.
+2. The same training killed with SIGTERM in the middle of fold ``--kill-fold`` and
+   continued with ``resume=true``: the largest absolute difference against the
+   uninterrupted original.
+
+    .venv/bin/python benchmarks/reproducibility.py --root /tmp/dlm_repro
+
+Everything (cohort, patch cache, MLflow store) is written under ``--root``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+
+def _train_runs(client: MlflowClient):
+    exp = client.get_experiment_by_name("dlm_ml")
+    return client.search_runs([exp.experiment_id], "tags.`dlm_ml.role` = 'train'",
+                              order_by=["attributes.start_time ASC"])
+
+
+def _predictions(client, run_id, dst):
+    return pd.read_csv(client.download_artifacts(run_id, "predictions.csv", str(dst)),
+                       dtype={"patient_id": str, "lesion_id": str})
+
+
+def _max_diff(a: pd.DataFrame, b: pd.DataFrame) -> float:
+    merged = a.merge(b, on=["patient_id", "lesion_id"], how="outer", indicator=True)
+    if (merged["_merge"] != "both").any():
+        return float("inf")
+    return float((merged.prob_pcr_x - merged.prob_pcr_y).abs().max())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("outputs/reproducibility"))
+    parser.add_argument("--kill-fold", type=int, default=2)
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every training run")
+    args = parser.parse_args()
+    root = args.root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    uri = f"sqlite:///{root}/outputs/mlflow/mlflow.db"
+    train = [sys.executable, "-m", "dlm_ml.train", "experiment=demo", f"paths.root_dir={root}",
+             "trainer.enable_progress_bar=false", *args.overrides]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+
+    started = time.time()
+    subprocess.run(train, cwd=root, env=env, check=True, **quiet)
+    client = MlflowClient(uri)
+    original = _train_runs(client)[-1]
+    print(f"original run {original.info.run_id}: {time.time() - started:.0f} s")
+
+    subprocess.run([sys.executable, "-m", "dlm_ml.reproduce", original.info.run_id, "--tracking-uri", uri,
+                    "trainer.enable_progress_bar=false"], cwd=root, env=env, check=True, **quiet)
+    reproduced = client.search_runs([original.info.experiment_id],
+                                    f"tags.`dlm_ml.reproduces` = '{original.info.run_id}'")[0]
+    d_repro = _max_diff(_predictions(client, original.info.run_id, root / "a"),
+                        _predictions(client, reproduced.info.run_id, root / "b"))
+
+    log_dir = root / "outputs/logs/demo/runs"
+    before = set(log_dir.iterdir())
+    proc = subprocess.Popen(train, cwd=root, env=env, **quiet)
+    checkpoint = None
+    while checkpoint is None and proc.poll() is None:
+        for d in set(log_dir.iterdir()) - before:
+            c = d / f"fold_{args.kill_fold}/resume/last.ckpt"
+            checkpoint = c if c.is_file() else checkpoint
+        time.sleep(0.05)
+    if checkpoint is None:
+        raise SystemExit("training ended before it could be interrupted")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait()
+    killed = _train_runs(client)[-1]
+    status_after_kill = killed.info.status
+    subprocess.run(train + ["resume=true"], cwd=root, env=env, check=True, **quiet)
+    d_resume = _max_diff(_predictions(client, original.info.run_id, root / "c"),
+                         _predictions(client, killed.info.run_id, root / "d"))
+    children = client.search_runs([killed.info.experiment_id],
+                                  f"tags.`mlflow.parentRunId` = '{killed.info.run_id}'")
+
+    print(f"reproduced run {reproduced.info.run_id}: max |Δ prob_pcr| vs original = {d_repro:.3g}")
+    print(f"interrupted run {killed.info.run_id}: status after SIGTERM in fold {args.kill_fold} = "
+          f"{status_after_kill}; after resume = {client.get_run(killed.info.run_id).info.status}; "
+          f"fold child runs = {sorted(int(c.data.tags['fold']) for c in children)}")
+    print(f"resumed vs uninterrupted: max |Δ prob_pcr| = {d_resume:.3g}")
+    print(f"total {time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
