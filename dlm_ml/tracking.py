@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -51,7 +52,14 @@ def get_experiment_id(client: MlflowClient, name: str, artifact_location: str | 
     if artifact_location:
         Path(artifact_location).mkdir(parents=True, exist_ok=True)
         artifact_location = Path(artifact_location).resolve().as_uri()
-    return client.create_experiment(name, artifact_location=artifact_location)
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException:
+        # Parallel sweep jobs race to create the experiment; the loser uses the winner's.
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def open_client(tracking_uri: str) -> MlflowClient:

@@ -25,6 +25,7 @@ import SimpleITK as sitk
 from tqdm.auto import tqdm
 
 from dlm_ml.atomic import atomic_write_text
+from dlm_ml.parallel import pool_size
 from dlm_ml.data import schema
 from dlm_ml.data.cohort import Cohort
 from dlm_ml.data.fingerprint import cohort_fingerprint
@@ -302,6 +303,7 @@ def build_patches(cohort: Cohort, config: PatchConfig, cache_dir: str | Path, *,
     image = np.zeros((len(lesions), len(config.channels), s, s, s), dtype=np.float32)
     present = np.zeros((len(lesions), len(config.channels)), dtype=bool)
     bar = tqdm(total=len(jobs), desc="patches", unit="patient", disable=not progress)
+    num_workers = pool_size(num_workers, len(jobs))
     if num_workers > 1:
         with ProcessPoolExecutor(num_workers) as pool:
             results = pool.map(_extract_patient, jobs)

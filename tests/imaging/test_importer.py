@@ -322,3 +322,20 @@ def test_broken_diffusion_series_matters_only_when_adc_is_computed(refdata, tmp_
     assert importer.main([*argv, "--out", str(tmp_path / "b"), "--adc-source", "computed"]) == 1
     err = capsys.readouterr().err
     assert "dwi series 6" in err and "not uniform" in err and str(src / "ST_F4" / "dwi") in err
+
+
+def test_imported_cohort_is_accepted_by_preprocess(cohort, site, tmp_path):
+    """The cohort dlm-import writes passes validation, registration and patch extraction."""
+    env = {**os.environ, "DLM_ML_CACHE": str(tmp_path / "cache_home")}
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("dlm-preprocess")), f"paths.root_dir={tmp_path}",
+         f"data.cohort_dir={cohort}", "data.synthetic.enabled=false", "data.registration.workers=1",
+         "registration_qa.enabled=false", "data.preprocess_workers=1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "0 error(s)" in proc.stdout
+    lesions = pd.read_csv(cohort / schema.LESIONS_CSV)
+    outcomes = pd.read_csv(cohort / schema.OUTCOMES_CSV)
+    # every lesion with an outcome got a patch; the one without is counted as excluded
+    assert f"{len(outcomes)} lesion patches" in proc.stdout
+    assert f"{len(lesions) - len(outcomes)} lesion(s) excluded" in proc.stdout

@@ -32,6 +32,7 @@ import pandas as pd
 import SimpleITK as sitk
 from tqdm.auto import tqdm
 
+from dlm_ml.parallel import pool_size
 from dlm_ml.atomic import atomic_write_text
 from dlm_ml.data import schema
 from dlm_ml.data.fingerprint import cohort_file_digests, file_sha256
@@ -157,12 +158,19 @@ def register_patient(job: PatientJob) -> list[dict]:
             transform = read_transform(tfm)
         else:
             name = f"patient {job.patient_id}: {_label(moving)} → {_label(fixed)}"
-            result = register_pair(work(fixed), work(moving), config, roi_mm=roi, name=name)
+            try:
+                result = register_pair(work(fixed), work(moving), config, roi_mm=roi, name=name)
+            except ValueError as err:
+                # An image that cannot be registered at all (e.g. too few slices to smooth) is a
+                # failed registration: flagged with an identity transform, not the end of the run.
+                nan = float("nan")
+                result = PairResult(sitk.Transform(3, sitk.sitkIdentity), nan, nan, nan, nan, nan, error=str(err))
             transform = result.transform
             record = {"key": key, "patient_id": job.patient_id, "fixed": _label(fixed), "moving": _label(moving),
                       "version": REGISTRATION_ALGORITHM_VERSION, **_pair_record(result)}
-            write_transform(transform, tfm)
-            atomic_write_text(meta, json.dumps(record, indent=2))
+            if not result.error:  # failures are recomputed rather than cached
+                write_transform(transform, tfm)
+                atomic_write_text(meta, json.dumps(record, indent=2))
         out = {"key": key, "path": tfm, "transform": transform, "record": record, "cached": cached,
                "reasons": _reasons(record, config, moving[1])}
         pairs[(fixed, moving)] = out
@@ -327,7 +335,7 @@ def register_cohort(cohort, config: RegistrationConfig, cache_dir: str | os.Path
         pl = lesions[lesions["patient_id"] == pid]
         centres = [tuple(map(float, c)) for c in pl[["x_mm", "y_mm", "z_mm"]].to_numpy(float)]
         jobs.append(PatientJob(pid, images, wanted, centres, config, str(cache_dir)))
-    workers = max(1, min(int(workers or config.workers), len(jobs) or 1))
+    workers = pool_size(workers or config.workers, len(jobs))
     threads = _threads(config, workers)
     rows: list[dict] = []
     started = time.perf_counter()

@@ -19,6 +19,7 @@ import yaml
 from tqdm import tqdm
 
 import dlm_ml
+from dlm_ml.parallel import pool_size
 from dlm_ml.data import schema
 from dlm_ml.data.imageio import write_image
 from dlm_ml.data.synthetic.anatomy import render
@@ -109,7 +110,7 @@ def generate_cohort(out_dir: str | os.PathLike, config: SynthConfig, *, progress
     tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        n_workers = _workers(config)
+        n_workers = pool_size(_workers(config), len(sim.specs))
         adc_max = config.intensity.adc_max
         bar = tqdm(total=len(sim.specs), desc="dlm-synth", unit="patient", disable=not progress)
         if n_workers == 1:
