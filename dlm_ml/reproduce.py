@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"tracking store holding the run (default: {DEFAULT_URI}, relative to this folder)")
     parser.add_argument("--force", action="store_true", help="re-run even when code or cohort differ")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. trainer=gpu")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may follow the options
     try:
         result = reproduce(args.run_id, args.tracking_uri, force=args.force, extra_overrides=args.overrides)
     except RefusedError as err:
