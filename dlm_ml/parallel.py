@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
 
 
 def pool_size(requested: int, n_jobs: int) -> int:

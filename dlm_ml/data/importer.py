@@ -83,7 +83,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import re
 import sys
 import tempfile

@@ -59,10 +59,9 @@ from ._validation import (
     check_same_length,
     check_scores,
     normal_ci,
-    normal_p_value,
     oriented,
 )
-from .roc import _delong_cov_from_placements, _placements, _safe_z, roc_auc
+from .roc import _delong_cov_from_placements, _placements, paired_difference, roc_auc
 
 __all__ = [
     "ClusteredAUC",
@@ -343,26 +342,8 @@ def clustered_auc_difference(
         truth, [("score_a", score_a), ("score_b", score_b)], clusters, direction
     )
     aucs, cov, _, _ = _obuchowski(t, s, codes, n_cl)
-    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
-    se = math.sqrt(max(var, 0.0))
-    diff = float(aucs[0] - aucs[1])
-    z = _safe_z(diff, se)
-    lo, hi = normal_ci(diff, se, alpha, alternative)
-    return ClusteredAUCDifference(
-        auc_a=float(aucs[0]),
-        auc_b=float(aucs[1]),
-        diff=diff,
-        se=se,
-        z=z,
-        p_value=normal_p_value(z, alternative),
-        ci_low=lo,
-        ci_high=hi,
-        alternative=alternative,
-        alpha=alpha,
-        n_clusters=n_cl,
-        n_pos=int(t.sum()),
-        n_neg=int((~t).sum()),
-    )
+    return ClusteredAUCDifference(**paired_difference(aucs, cov, alpha, alternative), n_clusters=n_cl,
+                                  n_pos=int(t.sum()), n_neg=int((~t).sum()))
 
 
 # --------------------------------------------------------------------------- bootstrap

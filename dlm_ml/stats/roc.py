@@ -318,26 +318,22 @@ def delong_test(
     tb, s = _check_truth_scores(t, np.vstack([a, b]), direction)
     aucs, v10, v01 = _placements(tb, s)
     cov = _delong_cov_from_placements(v10, v01)
+    return DeLongTest(**paired_difference(aucs, cov, alpha, alternative), n_pos=int(tb.sum()),
+                      n_neg=int((~tb).sum()))
+
+
+def paired_difference(aucs, cov, alpha: float, alternative: str) -> dict:
+    """Difference AUC_a − AUC_b of two correlated AUCs with its normal-theory test and CI, from
+    their 2×2 covariance (DeLong's or Obuchowski's): the fields shared by the paired tests."""
     var = float(cov[0, 0] + cov[1, 1] - 2.0 * cov[0, 1])
     diff = float(aucs[0] - aucs[1])
     # Rounding can leave a tiny negative variance when both curves are equal.
     se = math.sqrt(max(var, 0.0)) if not math.isnan(var) else float("nan")
     z = _safe_z(diff, se)
     lo, hi = normal_ci(diff, se, alpha, alternative)
-    return DeLongTest(
-        auc_a=float(aucs[0]),
-        auc_b=float(aucs[1]),
-        diff=diff,
-        se=se,
-        z=z,
-        p_value=normal_p_value(z, alternative),
-        ci_low=lo,
-        ci_high=hi,
-        alternative=alternative,
-        alpha=alpha,
-        n_pos=int(tb.sum()),
-        n_neg=int((~tb).sum()),
-    )
+    return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "diff": diff, "se": se, "z": z,
+            "p_value": normal_p_value(z, alternative), "ci_low": lo, "ci_high": hi,
+            "alternative": alternative, "alpha": alpha}
 
 
 def _safe_z(diff: float, se: float) -> float:

@@ -32,7 +32,7 @@ import pandas as pd
 import SimpleITK as sitk
 from tqdm.auto import tqdm
 
-from dlm_ml.parallel import pool_size
+from dlm_ml.parallel import available_cores, pool_size
 from dlm_ml.atomic import atomic_write_text
 from dlm_ml.data import schema
 from dlm_ml.data.fingerprint import cohort_file_digests, file_sha256
@@ -230,10 +230,7 @@ def _init_worker(threads: int) -> None:
 def _threads(config: RegistrationConfig, workers: int) -> int:
     if config.threads_per_worker > 0:
         return config.threads_per_worker
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        cpus = os.cpu_count() or 1
+    cpus = available_cores()
     return max(1, cpus // max(1, workers))
 
 

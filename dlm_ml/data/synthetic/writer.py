@@ -19,7 +19,7 @@ import yaml
 from tqdm import tqdm
 
 import dlm_ml
-from dlm_ml.parallel import pool_size
+from dlm_ml.parallel import available_cores, pool_size
 from dlm_ml.data import schema
 from dlm_ml.data.imageio import write_image
 from dlm_ml.data.synthetic.anatomy import render
@@ -62,10 +62,7 @@ def render_patient(spec: PatientSpec, root: str, adc_max: float) -> int:
 def _workers(config: SynthConfig) -> int:
     if config.n_workers > 0:
         return config.n_workers
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        cpus = os.cpu_count() or 1
+    cpus = available_cores()
     # A worker costs ~1.5 s to start (spawn + imports): give each >= ~5 s of work.
     # Rendering + compression cost ≈ 8e-8 s per voxel on one core (≈ 2e-7 when images are
     # moved: every voxel's anatomy coordinates are then computed in 3-D).
