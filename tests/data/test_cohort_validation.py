@@ -125,6 +125,10 @@ def test_lesion_without_outcome_is_excluded_and_counted(handmade_cohort):
 
 
 def test_ids_stay_strings(handmade_cohort):
-    _edit(handmade_cohort, "patients.csv", lambda t: t)
+    """Pseudonyms like "007" must not become the number 7 on the way through the tables."""
+    for name in ("patients.csv", "images.csv", "lesions.csv", "outcomes.csv", "readings.csv"):
+        _edit(handmade_cohort, name, lambda t: t.assign(patient_id=t.patient_id.str.replace("P", "00")))
     cohort = load_cohort(handmade_cohort)
-    assert cohort.lesions.patient_id.dtype == object or str(cohort.lesions.patient_id.dtype).startswith("str")
+    assert "00001" in set(cohort.lesions.patient_id) and "00001" in set(cohort.readings.patient_id)
+    assert cohort.image_path("00001", "baseline", "ct").is_file()
+    assert len(cohort.labelled_lesions()) == 8
