@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.dlm_ml-installed
 
-.PHONY: install demo test bench clean-demo
+.PHONY: install demo test test-slow lint bench clean-demo
 
 install: $(STAMP)
 
@@ -22,10 +22,19 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VPY) -m dlm_ml.demo
+	$(VPY) -m dlm_ml.cli.demo
 
+# The fast default: everything but the end-to-end runs of the real commands (marked slow).
 test: $(STAMP)
-	$(VPY) -m pytest -q
+	$(VPY) -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(VPY) -m pytest -q -m slow
+
+# Style and the layer contract (pyproject.toml: [tool.ruff], [tool.importlinter]).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(VPY) benchmarks/stats_speed.py

@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlm_ml.data import schema
-from dlm_ml.data.cohort import load_cohort
+from dlm_ml.data.cohort import load_cohort, schema
 from dlm_ml.data.registration import RegistrationConfig, read_transform, register_cohort
 from dlm_ml.data.synthetic import generate_cohort, make_config
 

@@ -63,7 +63,7 @@ def main() -> None:
     original = _train_runs(client)[-1]
     print(f"original run {original.info.run_id}: {time.time() - started:.0f} s")
 
-    subprocess.run([sys.executable, "-m", "dlm_ml.reproduce", original.info.run_id, "--tracking-uri", uri,
+    subprocess.run([sys.executable, "-m", "dlm_ml.tracking.reproduce", original.info.run_id, "--tracking-uri", uri,
                     "trainer.enable_progress_bar=false"], cwd=root, env=env, check=True, **quiet)
     reproduced = client.search_runs([original.info.experiment_id],
                                     f"tags.`dlm_ml.reproduces` = '{original.info.run_id}'")[0]

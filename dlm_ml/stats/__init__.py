@@ -25,7 +25,8 @@ __all__ = [
 # Multi-reader multi-case analysis and reader agreement. ``dlm_ml.stats.mrmc`` is
 # the function (it shadows the module attribute); reach the module's other names
 # with ``from dlm_ml.stats.mrmc import ...``.
-from . import agreement as _agreement_module, mrmc as _mrmc_module  # noqa: E402
+from . import agreement as _agreement_module  # noqa: E402
+from . import mrmc as _mrmc_module
 from .agreement import *  # noqa: F401,F403,E402
 from .mrmc import *  # noqa: F401,F403,E402
 

@@ -26,8 +26,9 @@ of different sets of raters. Psychol Bull 86:974–977.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

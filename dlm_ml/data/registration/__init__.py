@@ -11,18 +11,18 @@ Modules: ``config`` (settings), ``pair`` (one registration and its quality check
 ``cohort`` (chains, cache, process pool), ``qa`` (checkerboard and montage PNGs).
 """
 
-from dlm_ml.data.registration.config import (
-    FailureThresholds,
-    RegistrationConfig,
-    StageConfig,
-    registration_config_from_cfg,
-)
 from dlm_ml.data.registration.cohort import (
     REGISTRATION_ALGORITHM_VERSION,
     RegistrationSet,
     read_transform,
     register_cohort,
     write_transform,
+)
+from dlm_ml.data.registration.config import (
+    FailureThresholds,
+    RegistrationConfig,
+    StageConfig,
+    registration_config_from_cfg,
 )
 from dlm_ml.data.registration.pair import PairResult, prepare, register_pair
 

@@ -32,13 +32,13 @@ import pandas as pd
 import SimpleITK as sitk
 from tqdm.auto import tqdm
 
-from dlm_ml.parallel import available_cores, pool_size
-from dlm_ml.atomic import atomic_write_text
-from dlm_ml.data import schema
-from dlm_ml.data.fingerprint import cohort_file_digests, file_sha256
-from dlm_ml.data.imageio import read_image
+from dlm_ml.data.cohort import schema
+from dlm_ml.data.cohort.fingerprint import cohort_file_digests, file_sha256
+from dlm_ml.data.imaging.imageio import read_image
 from dlm_ml.data.registration.config import RegistrationConfig
 from dlm_ml.data.registration.pair import PairResult, WorkingImage, prepare, register_pair
+from dlm_ml.utils.atomic import atomic_write_text
+from dlm_ml.utils.parallel import available_cores, pool_size
 
 # Bump when the registration algorithm changes, so cached transforms are never reused.
 REGISTRATION_ALGORITHM_VERSION = 1

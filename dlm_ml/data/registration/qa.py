@@ -22,10 +22,10 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from dlm_ml.data import schema  # noqa: E402
-from dlm_ml.data.imageio import read_image  # noqa: E402
+from dlm_ml.data.cohort import schema  # noqa: E402
+from dlm_ml.data.imaging.imageio import read_image  # noqa: E402
 from dlm_ml.data.registration.cohort import read_transform  # noqa: E402
-from dlm_ml.plots import save_figure  # noqa: E402
+from dlm_ml.utils.figures import save_figure  # noqa: E402
 
 # Display windows: CT soft tissue (HU), ADC (µm²/s).
 WINDOWS = {"ct": (-160.0, 240.0), "adc": (0.0, 2500.0)}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import norm
 
-from dlm_ml.data import schema
+from dlm_ml.data.cohort import schema
 from dlm_ml.data.synthetic.anatomy import Anatomy, Tissue, place_lesions, sample_anatomy
 from dlm_ml.data.synthetic.config import SynthConfig
 from dlm_ml.data.synthetic.geometry import (

@@ -167,7 +167,7 @@ class VisitPose:
                 "pose_breathing_sigma_mm": float(self.breathing_sigma_mm)}
 
     @classmethod
-    def from_record(cls, rec) -> "VisitPose":
+    def from_record(cls, rec) -> VisitPose:
         """Rebuild a pose from a ``truth/images.csv`` row (mapping or namedtuple)."""
         get = rec.get if hasattr(rec, "get") else lambda k, d=None: getattr(rec, k, d)
         return cls(rotation=_floats(get("pose_rotation")), translation=_floats(get("pose_translation")),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dlm_ml.data import schema
+from dlm_ml.data.cohort import schema
 from dlm_ml.data.synthetic.biology import PatientSpec, simulate_patient
 from dlm_ml.data.synthetic.config import SynthConfig, validate
 from dlm_ml.data.synthetic.readers import pairwise_kappa, reader_parameters, reader_summary

@@ -19,14 +19,14 @@ import yaml
 from tqdm import tqdm
 
 import dlm_ml
-from dlm_ml.parallel import available_cores, pool_size
-from dlm_ml.data import schema
-from dlm_ml.data.imageio import write_image
+from dlm_ml.data.cohort import schema
+from dlm_ml.data.imaging.imageio import write_image
 from dlm_ml.data.synthetic.anatomy import render
 from dlm_ml.data.synthetic.biology import PatientSpec, liver_mask_relpath, mask_relpath
 from dlm_ml.data.synthetic.config import PRESETS, SynthConfig, make_config
 from dlm_ml.data.synthetic.geometry import image_relpath
 from dlm_ml.data.synthetic.tables import PUBLIC_TABLES, TRUTH_TABLES, format_summary, simulate_cohort, summarize
+from dlm_ml.utils.parallel import available_cores, pool_size
 
 CT_RANGE = (-1024, 3071)
 

@@ -1,0 +1,1 @@
+"""Reading images: files through SimpleITK, DICOM series, ADC fitting, lesion masks."""

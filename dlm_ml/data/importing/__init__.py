@@ -1,0 +1,1 @@
+"""Turning folders of DICOM studies into a cohort."""

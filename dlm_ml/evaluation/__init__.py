@@ -1,0 +1,1 @@
+"""Comparing predictions with the readers: predictions and thresholds, report sections, rendering, figures."""

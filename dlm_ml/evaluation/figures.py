@@ -1,0 +1,128 @@
+"""Figures people would rather look at than read, saved as PNG (written atomically)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: training nodes and CI have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dlm_ml.utils.figures import save_figure  # noqa: E402
+
+
+def roc_with_readers(truth, prob, readers, path, title: str = "pCR: model vs readers", *, band=None,
+                     matched=None) -> Path:
+    """ROC curve of the model with each reader's operating point.
+
+    Parameters
+    ----------
+    truth, prob : arrays [n] — pcr (0/1) and the model's P(pCR).
+    readers : list of (name, false_positive_rate, true_positive_rate) — a reader's binary call
+        as a point; positive = read as complete response.
+    band : (fpr, tpr_low, tpr_high, label), optional
+        A pointwise confidence band of the model's curve (e.g. patient bootstrap), drawn shaded.
+    matched : list of (name, false_positive_rate, true_positive_rate), optional
+        The model's operating point at the threshold matched to reader ``name``; drawn as an
+        open marker in that reader's colour so that each pair can be compared at a glance.
+    """
+    from dlm_ml.stats import roc_auc, roc_curve_points
+
+    curve = roc_curve_points(truth, prob)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    if band is not None:
+        fpr_grid, low, high, label = band
+        ax.fill_between(fpr_grid, low, high, color="C0", alpha=0.2, lw=0, label=label)
+    ax.plot(curve.fpr, curve.tpr, color="C0", lw=2, label=f"model (AUC {roc_auc(truth, prob):.3f})")
+    colours = {}
+    for i, (name, fpr, tpr) in enumerate(readers):
+        colours[name] = f"C{i + 1}"
+        ax.plot([fpr], [tpr], marker="o", ms=8, ls="none", color=colours[name], label=f"reader {name}")
+    for name, fpr, tpr in matched or []:
+        ax.plot([fpr], [tpr], marker="s", ms=8, ls="none", mfc="none", mew=2, color=colours.get(name, "C0"),
+                label=f"model @ {name} threshold")
+    ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1)
+    ax.set(xlabel="1 - specificity (viable tumour called complete response)",
+           ylabel="sensitivity (pCR called complete response)", xlim=(0, 1), ylim=(0, 1.01), title=title)
+    ax.legend(loc="lower right", fontsize=8)
+    return save_figure(fig, path)
+
+
+def calibration_plot(reliability, prob, truth, path, *, recalibration=None,
+                     title: str = "Calibration of P(pCR)") -> Path:
+    """Reliability diagram over a histogram of the predictions.
+
+    Parameters
+    ----------
+    reliability : DataFrame — :func:`dlm_ml.stats.reliability_curve` output (``mean_predicted``,
+        ``observed_fraction``, ``ci_low``, ``ci_high``, ``count``).
+    prob, truth : arrays [n] — the model's P(pCR) and pcr (0/1), for the histogram.
+    recalibration : (intercept, slope), optional — the logistic recalibration
+        ``logit P(pCR) = a + b·logit(p)``, drawn as a curve (ideal: a = 0, b = 1).
+    """
+    from scipy.special import expit, logit
+
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1, label="ideal")
+    if recalibration is not None and all(np.isfinite(recalibration)):
+        grid = np.linspace(0.005, 0.995, 199)
+        a, b = recalibration
+        ax.plot(grid, expit(a + b * logit(grid)), color="C1", lw=1.5,
+                label=f"logistic recalibration (slope {b:.2f})")
+    rel = reliability
+    err = np.vstack([rel.observed_fraction - rel.ci_low, rel.ci_high - rel.observed_fraction])
+    ax.errorbar(rel.mean_predicted, rel.observed_fraction, yerr=err, fmt="o", color="C0", capsize=3,
+                label="observed fraction of pCR (95% CI)")
+    ax.set(ylabel="observed fraction pCR", xlim=(0, 1), ylim=(-0.02, 1.02), title=title)
+    ax.legend(loc="upper left", fontsize=8)
+    prob, truth = np.asarray(prob), np.asarray(truth)
+    bins = np.linspace(0, 1, 21)
+    hist.hist([prob[truth == 0], prob[truth == 1]], bins=bins, stacked=True, color=["C3", "C2"],
+              label=["viable tumour", "pCR"])
+    hist.set(xlabel="predicted P(pCR)", ylabel="lesions")
+    hist.set_ylim(0, hist.get_ylim()[1] * 1.4)  # room for the legend above the bars
+    hist.legend(loc="upper right", fontsize=8, ncol=2)
+    return save_figure(fig, path)
+
+
+def decision_curve_plot(curve, path, *, references=("leave all", "resect all"), groups=None,
+                        title: str = "Decision curve: leave a lesion in place when P(pCR) >= pt") -> Path:
+    """Net benefit against threshold probability for each strategy.
+
+    Parameters
+    ----------
+    curve : DataFrame — :func:`dlm_ml.stats.decision_curve` output (``strategy``, ``threshold``,
+        ``net_benefit``).
+    references : (treat all, treat none) strategy names, drawn in grey / black.
+    groups : dict strategy -> (group, kind), optional
+        Strategies of one group share a colour (e.g. a reader's calls and the model at that
+        reader's threshold); kind "calls" is dotted with round markers, "threshold" dashed with
+        square markers, anything else a solid line. Groups are coloured in order of appearance.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    treat_all, treat_none = references
+    styles = {treat_all: dict(color="grey", ls="--", lw=1.5), treat_none: dict(color="black", ls="-", lw=1)}
+    groups = groups or {}
+    colours: dict = {}
+    kinds = {"calls": dict(ls=":", marker="o", ms=3, lw=1.5), "threshold": dict(ls="--", marker="s", ms=3, lw=1.2)}
+    for name in curve.strategy.unique():
+        if name in styles:
+            continue
+        group, kind = groups.get(name, (name, "curve"))
+        colours.setdefault(group, f"C{len(colours)}")
+        styles[name] = dict(color=colours[group], **kinds.get(kind, dict(ls="-", lw=2)))
+    for name, style in styles.items():
+        part = curve[curve.strategy == name]
+        if len(part):
+            ax.plot(part.threshold, part.net_benefit, label=name, **style)
+    # "Leave all" falls steeply at high thresholds; cut the axis so the useful range stays readable.
+    useful = curve[curve.strategy != treat_all].net_benefit
+    top = max(float(curve.net_benefit.max()), 0.01)
+    bottom = min(float(useful.min()), 0.0) - 0.1 * top
+    ax.set(xlabel="threshold probability pt of P(pCR) to leave a lesion in place",
+           ylabel="net benefit (per lesion)", ylim=(bottom, 1.1 * top), xlim=(0, 1), title=title)
+    ax.axhline(0, color="black", lw=0.5)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return save_figure(fig, path)

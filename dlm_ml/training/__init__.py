@@ -1,0 +1,1 @@
+"""Patient-grouped cross-validation of Lightning models: the fold loop and resuming it."""

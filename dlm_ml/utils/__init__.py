@@ -1,0 +1,1 @@
+"""Small utilities below every other layer: atomic writes, hashing, parallel maps, formatting."""

@@ -1,0 +1,287 @@
+"""Registration into baseline CT space: recovery of a known transform, failure flags, the
+content cache, composition of chains, and patches sampled through the composed transforms.
+
+Images come from the synthetic generator's ``tiny`` preset (small grids, fast), moved by
+transforms the tests choose, so the truth is known exactly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+from omegaconf import OmegaConf
+
+from dlm_ml.data.cohort import load_cohort, schema
+from dlm_ml.data.patches import PatchConfig, build_patches
+from dlm_ml.data.registration import (
+    FailureThresholds,
+    PairResult,
+    RegistrationConfig,
+    StageConfig,
+    prepare,
+    read_transform,
+    register_cohort,
+    register_pair,
+    registration_config_from_cfg,
+)
+from dlm_ml.data.registration.pair import jacobian_range
+from dlm_ml.data.synthetic import generate_cohort, make_config
+from dlm_ml.data.synthetic.anatomy import render
+from dlm_ml.data.synthetic.geometry import VisitPose, build_grid, rigid_about, true_transform
+from dlm_ml.data.synthetic.tables import simulate_cohort
+
+REPO = Path(__file__).resolve().parents[3]
+RIGID_AFFINE = RegistrationConfig(bspline=False, workers=1)
+
+
+TINY = make_config("tiny", n_patients=2, seed=1, **{"missing.adc": 0.0})
+
+
+@pytest.fixture(scope="module")
+def cohort_dir(tmp_path_factory) -> Path:
+    """Two tiny misaligned patients (every ADC present)."""
+    return generate_cohort(tmp_path_factory.mktemp("reg") / "tiny", TINY, progress=False)
+
+
+def _lesion_centres(root: Path, patient_id: str) -> np.ndarray:
+    les = pd.read_csv(root / schema.LESIONS_CSV, dtype={"patient_id": str})
+    return les[les.patient_id == patient_id][["x_mm", "y_mm", "z_mm"]].to_numpy(float)
+
+
+def _known_pose(spec) -> VisitPose:
+    """Image → anatomy: about 5° of rotation about the liver and a 12 mm shift (rigid)."""
+    rotation = sitk.Euler3DTransform()
+    rotation.SetRotation(0.06, -0.05, 0.07)
+    rot, shift = rigid_about(np.reshape(rotation.GetMatrix(), (3, 3)), np.array([7.0, -5.0, 8.0]),
+                             np.asarray(spec.anatomy.right_lobe.center))
+    return VisitPose(tuple(rot.ravel()), tuple(shift))
+
+
+def _render_moved(patient_index: int = 0, marker: int | None = None) -> tuple[sitk.Image, VisitPose]:
+    """The patient's baseline CT anatomy rendered again by the generator, as a scanner sees it
+    after the patient moved by a known rigid pose, on its own grid (other spacing, flipped x):
+    an exact pair with the cohort's baseline CT. ``marker``: lesion index drawn as a bright
+    6 mm sphere, a lesion whose position can be found by looking."""
+    spec = simulate_cohort(TINY).specs[patient_index]
+    pose = _known_pose(spec)
+    centre = pose.inverse_apply(np.asarray(spec.anatomy.fov_center))
+    grid = build_grid(centre, (180.0, 140.0, 80.0), (1.3, 1.3, 2.5), 0.0, np.random.default_rng(0),
+                      direction=(-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    lesions = list(spec.lesion_draws[("baseline", "ct")])
+    if marker is not None:
+        lesions.append((lesions[marker][0], 6.0, 1200.0))
+    vol = render(spec.anatomy, spec.tissues[("baseline", "ct")], lesions, grid, pose, spec.edge_mm,
+                 np.random.default_rng(1))
+    return grid.to_sitk(np.rint(vol).astype(np.int16)), pose
+
+
+# --- one pair -----------------------------------------------------------------------------------
+
+def test_known_transform_recovered_within_1mm(cohort_dir):
+    fixed = sitk.ReadImage(str(cohort_dir / "images/P0001/baseline_ct.nii.gz"))
+    moving, pose = _render_moved()
+    truth = true_transform(pose, fixed)  # baseline points → moving points, exact (rigid)
+    centres = _lesion_centres(cohort_dir, "P0001")
+    result = register_pair(prepare(fixed, "ct", RIGID_AFFINE), prepare(moving, "ct", RIGID_AFFINE), RIGID_AFFINE)
+    # points in and around the lesions: every lesion centre and a 20 mm cube about them
+    probe = np.vstack([centres, centres.mean(axis=0) + 20 * np.array(list(np.ndindex(2, 2, 2))) - 10])
+    error = [np.linalg.norm(np.subtract(result.transform.TransformPoint(tuple(p)), truth.TransformPoint(tuple(p))))
+             for p in probe]
+    assert max(error) < 1.0, error
+    before = [np.linalg.norm(np.subtract(p, truth.TransformPoint(tuple(p)))) for p in probe]
+    assert min(before) > 5.0  # the pair really was misaligned
+    assert not result.reasons(RIGID_AFFINE.failure, "ct"), result
+    assert result.metric < result.metric_before  # the registration improved the metric
+    assert 0.9 < result.jacobian_min <= result.jacobian_max < 1.1
+
+
+def test_registration_against_blank_or_unrelated_image_is_flagged(cohort_dir):
+    fixed = sitk.ReadImage(str(cohort_dir / "images/P0001/baseline_ct.nii.gz"))
+    blank = sitk.Image(fixed.GetSize(), sitk.sitkFloat32) + 40.0  # uniform soft tissue: nothing to align
+    blank.CopyInformation(fixed)
+    noise = sitk.AdditiveGaussianNoise(blank, standardDeviation=200.0, seed=3)
+    f = prepare(fixed, "ct", RIGID_AFFINE)
+    for name, moving in (("blank", blank), ("noise", noise)):
+        result = register_pair(f, prepare(moving, "ct", RIGID_AFFINE), RIGID_AFFINE, name=f"P0001 {name}")
+        reasons = result.reasons(RIGID_AFFINE.failure, "ct")
+        assert any("final metric" in r for r in reasons), (name, result.metric, reasons)
+
+
+def test_jacobian_and_overlap_checks():
+    ref = sitk.Image([40, 40, 40], sitk.sitkUInt8) + 1
+    ref.SetSpacing((3.0, 3.0, 3.0))
+    scale = sitk.ScaleTransform(3, (1.5, 1.5, 1.5))
+    lo, hi = jacobian_range(scale, ref)
+    assert lo == pytest.approx(1.5 ** 3, rel=1e-3) and hi == pytest.approx(1.5 ** 3, rel=1e-3)
+    failure = FailureThresholds()
+    plausible = PairResult(sitk.Transform(), -0.9, -0.5, 0.95, 1.05, 0.98)
+    assert plausible.reasons(failure, "ct") == []
+    assert any("Jacobian" in r for r in PairResult(sitk.Transform(), -0.9, -0.5, 0.95, lo, 0.98).reasons(failure, "ct"))
+    folded = PairResult(sitk.Transform(), -0.9, -0.5, -0.2, 1.0, 0.98)
+    assert any("Jacobian" in r for r in folded.reasons(failure, "ct"))
+    outside = PairResult(sitk.Transform(), -0.9, -0.5, 1.0, 1.0, 0.1)
+    assert any("maps inside" in r for r in outside.reasons(failure, "adc"))
+    failed = PairResult(sitk.Transform(), -0.9, -0.5, 1.0, 1.0, 1.0, error="x failed")
+    assert failed.reasons(failure, "ct") == ["x failed"]
+
+
+def test_config_from_yaml_and_validation():
+    data = OmegaConf.load(REPO / "dlm_ml/conf/data/lesion_patches.yaml")
+    config = registration_config_from_cfg(data)
+    assert config == RegistrationConfig()  # the YAML spells out the defaults
+    assert [s.transform for s in config.stages_for("ct")] == ["rigid", "affine", "bspline"]
+    assert [s.transform for s in RegistrationConfig(bspline=False).stages_for("ct")] == ["rigid", "affine"]
+    data.registration.enabled = False
+    assert registration_config_from_cfg(data) is None
+    assert registration_config_from_cfg(OmegaConf.create({"n_folds": 5})) is None
+    with pytest.raises(ValueError, match="transform"):
+        StageConfig("elastic")
+    with pytest.raises(ValueError, match="rigid stage"):
+        RegistrationConfig(ct_stages=[{"transform": "affine"}])
+    with pytest.raises(ValueError, match="then affine"):
+        RegistrationConfig(ct_stages=[{"transform": "rigid"}, {"transform": "bspline"}, {"transform": "affine"}])
+
+
+# --- a cohort: chains, cache, patches --------------------------------------------------------------
+
+def test_cohort_chains_cache_and_flags(cohort_dir, tmp_path):
+    cohort = load_cohort(cohort_dir)
+    cache = tmp_path / "cache"
+    channels = [("baseline", "ct"), ("baseline", "adc"), ("presurgery", "ct"), ("presurgery", "adc")]
+    started = time.perf_counter()
+    first = register_cohort(cohort, RIGID_AFFINE, cache, channels=channels, patients=["P0001"], progress=False,
+                            log=lambda m: None)
+    fresh_seconds = time.perf_counter() - started
+    t = first.table
+    assert list(zip(t.timepoint, t.modality)) == [("baseline", "adc"), ("presurgery", "adc"), ("presurgery", "ct")]
+    assert not t.cached.any() and not t.flagged.any(), t[["timepoint", "modality", "reasons"]]
+    assert first.transform_path("P0001", "baseline", "ct") is None  # the reference space itself
+    assert dict(zip(t.modality + "@" + t.timepoint, t.fixed)) == {
+        "adc@baseline": "baseline/ct", "adc@presurgery": "presurgery/ct", "ct@presurgery": "baseline/ct"}
+    # the presurgery ADC's composed transform is its own registration after the visit CT's
+    composed = read_transform(first.transform_path("P0001", "presurgery", "adc"))
+    adc_pair = read_transform(t[(t.timepoint == "presurgery") & (t.modality == "adc")].pair_transform_path.iloc[0])
+    ct_pair = read_transform(first.transform_path("P0001", "presurgery", "ct"))
+    for q in _lesion_centres(cohort_dir, "P0001"):
+        assert np.allclose(composed.TransformPoint(tuple(q)), adc_pair.TransformPoint(ct_pair.TransformPoint(tuple(q))),
+                           atol=1e-6)
+    # the composed transforms bring the true lesion positions together (ADC within 3 mm, CT 2 mm)
+    truth = pd.read_csv(cohort_dir / "truth/lesion_positions.csv", dtype={"patient_id": str})
+    truth = truth[truth.patient_id == "P0001"]
+    base = truth[(truth.timepoint == "baseline") & (truth.modality == "ct")][["x_mm", "y_mm", "z_mm"]].to_numpy()
+    for (tp, mod), limit in {("presurgery", "ct"): 2.0, ("presurgery", "adc"): 3.0, ("baseline", "adc"): 3.0}.items():
+        tx = read_transform(first.transform_path("P0001", tp, mod))
+        want = truth[(truth.timepoint == tp) & (truth.modality == mod)][["x_mm", "y_mm", "z_mm"]].to_numpy()
+        got = np.array([tx.TransformPoint(tuple(q)) for q in base])
+        assert np.median(np.linalg.norm(got - want, axis=1)) < limit, (tp, mod)
+        assert np.median(np.linalg.norm(base - want, axis=1)) > 4.0  # misaligned before registration
+
+    # the same inputs and settings: everything from the cache, identical transforms, fast
+    started = time.perf_counter()
+    second = register_cohort(cohort, RIGID_AFFINE, cache, channels=channels, patients=["P0001"], progress=False,
+                             log=lambda m: None)
+    assert second.table.cached.all() and time.perf_counter() - started < max(1.0, fresh_seconds / 3)
+    assert second.content_hashes() == first.content_hashes()
+    # thresholds are applied when reading: tighter ones flag without registering again
+    strict = RegistrationConfig(bspline=False, workers=1, failure=FailureThresholds(ct_metric_max=-5.0))
+    third = register_cohort(cohort, strict, cache, channels=channels, patients=["P0001"], progress=False,
+                            log=lambda m: None)
+    assert third.table.cached.all()
+    flagged = third.table.set_index(["timepoint", "modality"]).flagged
+    assert flagged[("presurgery", "ct")] and flagged[("presurgery", "adc")]  # via its visit CT
+    assert not flagged[("baseline", "adc")]
+    assert "via presurgery/ct" in third.table.set_index(["timepoint", "modality"]).reasons[("presurgery", "adc")]
+    assert third.summary()["n_flagged"] == 2 and third.summary()["n_excluded"] == 0
+    # deterministic: a fresh cache gives the same transforms (fixed sampling seed; threads may
+    # reorder floating-point sums, hence a tolerance rather than identical bytes)
+    fresh = register_cohort(cohort, RIGID_AFFINE, tmp_path / "cache2", channels=channels, patients=["P0001"],
+                            progress=False, log=lambda m: None)
+    assert not fresh.table.cached.any()
+    for tp, mod in channels[1:]:
+        a = read_transform(first.transform_path("P0001", tp, mod))
+        b = read_transform(fresh.transform_path("P0001", tp, mod))
+        for q in _lesion_centres(cohort_dir, "P0001"):
+            assert np.allclose(a.TransformPoint(tuple(q)), b.TransformPoint(tuple(q)), atol=1e-6), (tp, mod)
+    # a setting that changes the result registers again
+    other = register_cohort(cohort, RegistrationConfig(bspline=False, workers=1, working_spacing_mm=3.0), cache,
+                            channels=channels, patients=["P0001"], progress=False, log=lambda m: None)
+    assert not other.table.cached.any()
+
+
+def _marker_cohort(src: Path, dst: Path) -> tuple[Path, np.ndarray]:
+    """A copy of ``src`` (patient P0001, CTs only) whose presurgery CT is the baseline anatomy
+    rendered after a known rigid motion, lesion L1 drawn as a bright marker: a lesion at a
+    known position in a misaligned image."""
+    shutil.copytree(src, dst)
+    images = pd.read_csv(dst / schema.IMAGES_CSV, dtype={"patient_id": str})
+    keep = (images.patient_id == "P0001") & images.timepoint.isin(["baseline", "presurgery"])
+    keep &= images.modality == "ct"
+    images[keep].to_csv(dst / schema.IMAGES_CSV, index=False)
+    for name in (schema.PATIENTS_CSV, schema.LESIONS_CSV, schema.OUTCOMES_CSV, schema.READINGS_CSV):
+        table = pd.read_csv(dst / name, dtype={"patient_id": str})
+        table[table.patient_id == "P0001"].to_csv(dst / name, index=False)
+    moved, _ = _render_moved(marker=0)
+    sitk.WriteImage(moved, str(dst / "images/P0001/presurgery_ct.nii.gz"))
+    return dst, _lesion_centres(dst, "P0001")[0]
+
+
+def test_patches_sampled_through_composed_transform(cohort_dir, tmp_path):
+    root, lesion = _marker_cohort(cohort_dir, tmp_path / "marker")
+    cohort = load_cohort(root)
+    config = PatchConfig(timepoints=("baseline", "presurgery"), modalities=("ct",), patch_size_mm=30, spacing_mm=1.5)
+    lesions = cohort.labelled_lesions().sort_values("lesion_id").reset_index(drop=True)
+    at_lesion = np.isclose(lesions[["x_mm", "y_mm", "z_mm"]].to_numpy(float), lesion, atol=0.01).all(1)
+    row = int(np.flatnonzero(at_lesion)[0])
+    mid = config.size_voxels // 2
+
+    def peak_offset(patches) -> np.ndarray:
+        """Centroid (voxels, z y x) of the brightest blob of the presurgery CT channel relative to
+        the patch centre. The marker (1200 HU) saturates the normalisation window, like bone
+        would, so the centroid of the saturated voxels nearest the brightest one is taken."""
+        vol = patches.image[row, 1]
+        top = np.argwhere(vol >= vol.max() - 1e-6)
+        first = top[0]
+        blob = top[np.linalg.norm(top - first, axis=1) <= 6]  # the marker spans ~4 voxels
+        return blob.mean(axis=0) - (config.size_voxels - 1) / 2
+
+    registered = build_patches(cohort, config, tmp_path / "cache", progress=False, log=lambda m: None,
+                               registration=RIGID_AFFINE)
+    assert registered.registration is not None and registered.registration.summary()["n_flagged"] == 0
+    # the marker (true position truth(lesion) in the moved image) lands at the patch centre
+    assert np.all(np.abs(peak_offset(registered)) <= 1.0), peak_offset(registered)
+    assert registered.image[row, 1, mid, mid, mid] >= config.normaliser("ct").clip - 1e-3  # the marker itself
+    # without registration the same image is sampled where the lesion is not
+    unregistered = build_patches(cohort, config, tmp_path / "cache", progress=False, log=lambda m: None)
+    assert unregistered.cache_key != registered.cache_key
+    assert np.abs(peak_offset(unregistered)).max() > 3.0
+    # the patch cache key follows the registration settings
+    again = build_patches(cohort, config, tmp_path / "cache", progress=False, log=lambda m: None,
+                          registration=RegistrationConfig(bspline=False, workers=1, exclude_flagged=True))
+    assert again.cache_key != registered.cache_key and len(again.excluded_images) == 0
+
+
+def test_flagged_images_excluded_only_when_configured(cohort_dir, tmp_path):
+    cohort = load_cohort(cohort_dir)
+    config = PatchConfig(patch_size_mm=20, spacing_mm=2.0)
+    never = FailureThresholds(ct_metric_max=-5.0)  # no CT registration can pass
+    messages: list[str] = []
+    kept = build_patches(cohort, config, tmp_path / "cache", progress=False, log=messages.append,
+                         registration=RegistrationConfig(bspline=False, workers=1, failure=never))
+    pre_ct = kept.channel_names.index("presurgery_ct")
+    assert kept.present[:, pre_ct].all() and len(kept.excluded_images) == 0
+    assert kept.registration.summary()["n_flagged"] >= 2 and any("flagged: patient" in m for m in messages)
+    dropped = build_patches(cohort, config, tmp_path / "cache", progress=False, log=messages.append,
+                            registration=RegistrationConfig(bspline=False, workers=1, failure=never,
+                                                            exclude_flagged=True))
+    assert not dropped.present[:, pre_ct].any() and np.all(dropped.image[:, pre_ct] == 0)
+    assert dropped.present[:, kept.channel_names.index("baseline_adc")].all()  # not flagged: kept
+    assert set(zip(dropped.excluded_images.timepoint, dropped.excluded_images.modality)) == {
+        ("presurgery", "ct"), ("presurgery", "adc")}
+    assert dropped.registration.summary()["n_excluded"] == len(dropped.excluded_images)
+    assert any("excluded from the patches" in m for m in messages)
