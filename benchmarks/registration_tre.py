@@ -31,7 +31,7 @@ import pandas as pd
 
 from dlm_ml.data.cohort import load_cohort, schema
 from dlm_ml.data.registration import RegistrationConfig, read_transform, register_cohort
-from dlm_ml.data.synthetic import generate_cohort, make_config
+from dlm_ml.data.synthetic import generate_cohort, make_config, preset_names
 
 
 def _positions(root: Path) -> dict:
@@ -106,7 +106,7 @@ def report(tre: pd.DataFrame, regs, elapsed: float, workers: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-patients", type=int, default=20)
-    ap.add_argument("--preset", default="default")
+    ap.add_argument("--preset", default="default", choices=preset_names())
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2, help="patients registered in parallel")
     ap.add_argument("--timepoints", default="baseline,presurgery,followup")
@@ -117,13 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--csv", help="write the per-lesion TRE table here")
     args = ap.parse_args(argv)
 
-    overrides = dict(item.split("=", 1) for item in args.set)
     work = Path(args.work_dir)
-    tag = "_".join(f"{k}={v}" for k, v in sorted(overrides.items())).replace("/", "_")
+    tag = "_".join(sorted(args.set)).replace("/", "_")
     cohort_dir = work / f"cohort_{args.preset}_{args.seed}_{args.n_patients}{'_' + tag if tag else ''}"
     if not (cohort_dir / schema.COHORT_YAML).is_file():
         t0 = time.perf_counter()
-        generate_cohort(cohort_dir, make_config(args.preset, n_patients=args.n_patients, seed=args.seed, **overrides),
+        generate_cohort(cohort_dir, make_config(args.preset, args.set, n_patients=args.n_patients, seed=args.seed),
                         progress=False, overwrite=True)
         print(f"generated {args.n_patients} patients ({args.preset}, seed {args.seed}) in "
               f"{time.perf_counter() - t0:.0f} s")
@@ -139,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     tre = tre_table(cohort, regs)
     print(f"registration benchmark: preset {args.preset}, seed {args.seed}, {args.n_patients} patients, "
           f"timepoints {args.timepoints}, B-spline {'off' if args.no_bspline else 'on'}"
-          + (f", overrides {overrides}" if overrides else ""))
+          + (f", overrides {args.set}" if args.set else ""))
     print(report(tre, regs, elapsed, args.workers))
     if args.csv:
         tre.to_csv(args.csv, index=False)

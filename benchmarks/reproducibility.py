@@ -4,7 +4,9 @@
    the largest absolute difference of out-of-fold P(pCR) between the two.
 2. The same training killed with SIGTERM in the middle of fold ``--kill-fold`` and
    continued with ``resume=true``: the largest absolute difference against the
-   uninterrupted original.
+   uninterrupted original, and the run's ``elapsed_s`` (both sessions together).
+3. ``dlm-train`` pointed at a tracking server that does not answer: seconds until it stops
+   (before any cohort or patch work).
 
     .venv/bin/python benchmarks/reproducibility.py --root /tmp/dlm_repro
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -53,8 +56,7 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     uri = f"sqlite:///{root}/outputs/mlflow/mlflow.db"
-    train = [sys.executable, "-m", "dlm_ml.train", "experiment=demo", f"paths.root_dir={root}",
-             "trainer.enable_progress_bar=false", *args.overrides]
+    train = [sys.executable, "-m", "dlm_ml.train", "experiment=demo", f"paths.root_dir={root}", *args.overrides]
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
     started = time.time()
@@ -63,8 +65,8 @@ def main() -> None:
     original = _train_runs(client)[-1]
     print(f"original run {original.info.run_id}: {time.time() - started:.0f} s")
 
-    subprocess.run([sys.executable, "-m", "dlm_ml.tracking.reproduce", original.info.run_id, "--tracking-uri", uri,
-                    "trainer.enable_progress_bar=false"], cwd=root, env=env, check=True, **quiet)
+    subprocess.run([sys.executable, "-m", "dlm_ml.cli.reproduce", original.info.run_id, "--tracking-uri", uri],
+                   cwd=root, env=env, check=True, **quiet)
     reproduced = client.search_runs([original.info.experiment_id],
                                     f"tags.`dlm_ml.reproduces` = '{original.info.run_id}'")[0]
     d_repro = _max_diff(_predictions(client, original.info.run_id, root / "a"),
@@ -95,7 +97,15 @@ def main() -> None:
     print(f"interrupted run {killed.info.run_id}: status after SIGTERM in fold {args.kill_fold} = "
           f"{status_after_kill}; after resume = {client.get_run(killed.info.run_id).info.status}; "
           f"fold child runs = {sorted(int(c.data.tags['fold']) for c in children)}")
-    print(f"resumed vs uninterrupted: max |Δ prob_pcr| = {d_resume:.3g}")
+    print(f"resumed vs uninterrupted: max |Δ prob_pcr| = {d_resume:.3g}; elapsed_s of the resumed run "
+          f"(both sessions) = {client.get_run(killed.info.run_id).data.metrics['elapsed_s']:.0f} s")
+
+    with socket.socket() as s:  # a free port: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    unreachable_started = time.time()
+    proc = subprocess.run(train + [f"logger.tracking_uri=http://127.0.0.1:{port}"], cwd=root, env=env, **quiet)
+    print(f"unreachable tracking server: exit code {proc.returncode} after {time.time() - unreachable_started:.1f} s")
     print(f"total {time.time() - started:.0f} s")
 
 

@@ -10,6 +10,8 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
+from dlm_ml.tracking.tracker import MlflowTracker
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -67,3 +69,10 @@ def make_handmade_cohort(root: Path, n_patients: int = 4, lesions_per_patient: i
 @pytest.fixture
 def handmade_cohort(tmp_path) -> Path:
     return make_handmade_cohort(tmp_path / "cohort")
+
+
+@pytest.fixture(scope="module")
+def tracker(tmp_path_factory) -> MlflowTracker:
+    """A throw-away MLflow store (SQLite) per test module."""
+    root = tmp_path_factory.mktemp("mlflow")
+    return MlflowTracker(f"sqlite:///{root}/mlflow.db", "tests", artifact_location=str(root / "artifacts"))

@@ -2,16 +2,35 @@
 
 The configuration ships inside the package (``dlm_ml/conf``), so a wheel installed with
 ``pip install .`` finds it as an editable checkout does.
+
+Resolvers:
+
+``dlm_channels``, ``dlm_patch_voxels``
+    the input channels and the patch edge in voxels a network is built for.
+``dlm_cwd``
+    the folder the command was started in. ``${hydra:runtime.cwd}`` is unset while a multirun
+    resolves its sweep folder (before any job runs), so ``paths.root_dir`` uses this instead;
+    ``hydra.job.chdir`` is false, so a job's working folder stays the one it was started in.
+``dlm_synthetic_preset``
+    checks a synthetic preset name where it is used in a path: an unquoted ``null`` on the
+    command line is no value, not the preset named null.
+``dlm_config_groups``, ``dlm_command_summary``
+    the config groups a command takes (those its primary config names in its defaults list,
+    with their nested groups) and their options, and the primary config's leading comment,
+    for the command's ``--help``.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import yaml
 from omegaconf import OmegaConf
 
 import dlm_ml
 from dlm_ml.data.patches import patch_voxels
+from dlm_ml.data.synthetic import preset_names
 
 CONF_DIR = Path(dlm_ml.__file__).resolve().parent / "conf"
 
@@ -20,7 +39,64 @@ def _channels(timepoints, modalities) -> int:
     return len(timepoints) * len(modalities)
 
 
-if not OmegaConf.has_resolver("dlm_channels"):
-    OmegaConf.register_new_resolver("dlm_channels", _channels)
-if not OmegaConf.has_resolver("dlm_patch_voxels"):
-    OmegaConf.register_new_resolver("dlm_patch_voxels", patch_voxels)
+def _cwd() -> str:
+    return os.getcwd()
+
+
+def _synthetic_preset(name) -> str:
+    if name is None:
+        raise ValueError("data.synthetic.preset is null (no value). On the command line an unquoted null means "
+                         "no value: to choose the preset named null, quote it, data.synthetic.preset=\"'null'\", "
+                         "or use experiment=null_effect")
+    if str(name) not in preset_names():
+        raise ValueError(f"data.synthetic.preset: unknown preset {name!r}; presets: {', '.join(preset_names())}")
+    return str(name)
+
+
+def _defaults_groups(config_name: str) -> list[str]:
+    """Groups named in the defaults list of ``CONF_DIR/<config_name>.yaml`` (``hydra`` left out)."""
+    entries = (yaml.safe_load((CONF_DIR / f"{config_name}.yaml").read_text()) or {}).get("defaults", [])
+    groups = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue  # _self_
+        for key in entry:
+            group = str(key).removeprefix("override ").removeprefix("optional ").strip().lstrip("/")
+            group = group.split("@", 1)[0]
+            if group != "hydra" and group not in groups:
+                groups.append(group)
+    return groups
+
+
+def config_groups(config_name: str) -> dict[str, list[str]]:
+    """Config group → its options, for every group the command ``config_name`` takes, nested
+    groups (``data/patches``) included."""
+    taken = _defaults_groups(config_name)
+    out: dict[str, list[str]] = {}
+    for folder in sorted(p for p in CONF_DIR.rglob("*") if p.is_dir()):
+        group = folder.relative_to(CONF_DIR).as_posix()
+        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        if options and any(group == t or group.startswith(t + "/") for t in taken):
+            out[group] = options
+    return out
+
+
+def _config_groups_text(config_name: str) -> str:
+    return "\n".join(f"{group}: {', '.join(options)}" for group, options in config_groups(config_name).items())
+
+
+def _command_summary(config_name: str) -> str:
+    """The comment block that opens ``CONF_DIR/<config_name>.yaml``, without the ``#``."""
+    lines = []
+    for line in (CONF_DIR / f"{config_name}.yaml").read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    return "\n".join(lines)
+
+
+for _name, _resolver in (("dlm_channels", _channels), ("dlm_patch_voxels", patch_voxels), ("dlm_cwd", _cwd),
+                         ("dlm_synthetic_preset", _synthetic_preset), ("dlm_config_groups", _config_groups_text),
+                         ("dlm_command_summary", _command_summary)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _resolver)

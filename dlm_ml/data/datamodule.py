@@ -1,25 +1,20 @@
-"""MONAI datasets and the LightningDataModule of one cross-validation fold."""
+"""MONAI datasets and the LightningDataModule of one cross-validation fold.
+
+The transforms they apply are in :mod:`dlm_ml.data.transforms`.
+"""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
 from monai.data import DataLoader, Dataset
-from monai.transforms import (
-    Compose,
-    EnsureTyped,
-    RandAffined,
-    RandFlipd,
-    RandGaussianNoised,
-    RandScaleIntensityd,
-)
+from monai.transforms import Compose
 
 from dlm_ml.data.folds import check_disjoint, split_validation
 from dlm_ml.data.patches import PatchSet
+from dlm_ml.data.transforms import evaluation_transforms, training_transforms
 
 
 def lesion_records(patches: PatchSet, rows: np.ndarray) -> list[dict]:
@@ -42,49 +37,30 @@ def lesion_records(patches: PatchSet, rows: np.ndarray) -> list[dict]:
     return records
 
 
-def training_transforms(flip_prob: float = 0.5, affine_prob: float = 0.5, rotate_deg: float = 10.0,
-                        scale: float = 0.1, noise_std: float = 0.05, intensity_scale: float = 0.05) -> Compose:
-    """Augmentation for training folds only. Flips on every axis (lesion orientation carries no
-    information), small rotations/scaling about the lesion centre, intensity jitter in
-    normalised units."""
-    rad = math.radians(rotate_deg)
-    return Compose([
-        EnsureTyped(keys=["image"], dtype=np.float32, track_meta=False),
-        RandFlipd(keys=["image"], prob=flip_prob, spatial_axis=0),
-        RandFlipd(keys=["image"], prob=flip_prob, spatial_axis=1),
-        RandFlipd(keys=["image"], prob=flip_prob, spatial_axis=2),
-        RandAffined(keys=["image"], prob=affine_prob, rotate_range=(rad, rad, rad),
-                    scale_range=(scale, scale, scale), padding_mode="border"),
-        RandScaleIntensityd(keys=["image"], factors=intensity_scale, prob=0.5),
-        RandGaussianNoised(keys=["image"], prob=0.5, std=noise_std),
-        # Spatial transforms return MetaTensors; plain tensors collate without metadata clashes.
-        EnsureTyped(keys=["image"], dtype=np.float32, track_meta=False),
-    ])
-
-
-def evaluation_transforms() -> Compose:
-    return Compose([EnsureTyped(keys=["image"], dtype=np.float32, track_meta=False)])
-
-
-class EpochSeededDataset(Dataset):
-    """A MONAI Dataset whose random transforms are seeded by (seed, epoch, item).
+class EpochSeededDataset(torch.utils.data.Dataset):
+    """Lesion records whose random transforms are seeded by (seed, epoch, index).
 
     Augmentation then depends neither on the order items are drawn in, nor on the number
     of loader workers, nor on whether training was interrupted and resumed: epoch ``e`` of a
-    resumed run sees exactly the augmented patches of an uninterrupted one.
+    resumed run sees exactly the augmented patches of an uninterrupted one. Each item reseeds
+    ``transform`` (MONAI ``Randomizable.set_random_state``) before applying it.
     """
 
-    def __init__(self, data, transform, seed: int):
-        super().__init__(data, transform)
+    def __init__(self, data: list[dict], transform: Compose, seed: int):
+        self.data, self.transform = data, transform
         self.seed = int(seed)
         self.epoch = 0
 
-    def _transform(self, index: int):
-        self.transform.set_random_state(seed=_item_seed(self.seed, self.epoch, index))
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict:
+        self.transform.set_random_state(seed=item_seed(self.seed, self.epoch, index))
         return self.transform(self.data[index])
 
 
-def _item_seed(*parts: int) -> int:
+def item_seed(*parts: int) -> int:
+    """A 32-bit seed drawn from the integers ``parts`` (e.g. seed, epoch, index)."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
 

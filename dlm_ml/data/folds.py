@@ -6,11 +6,11 @@ folds would leak, so folds are made of patients and checked.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
+
+from dlm_ml.utils.hashing import payload_digest
 
 
 class FoldLeakageError(AssertionError):
@@ -84,6 +84,7 @@ def split_validation(lesions: pd.DataFrame, val_fraction: float, seed: int) -> t
 
 
 def folds_hash(folds: pd.DataFrame) -> str:
-    """Stable hash of a fold assignment, logged so a split can be recognised and reused."""
-    text = folds.sort_values("patient_id")[["patient_id", "fold"]].to_csv(index=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """Stable short digest of a fold assignment (``[patient_id, fold]`` pairs sorted by patient),
+    logged so a split can be recognised and reused; independent of row order."""
+    pairs = folds.sort_values("patient_id", kind="stable")[["patient_id", "fold"]]
+    return payload_digest([[str(p), int(f)] for p, f in pairs.itertuples(index=False)])

@@ -1,25 +1,22 @@
-"""dlm-evaluate: compare out-of-fold pCR predictions with the radiologists' readings.
+"""Compare out-of-fold pCR predictions with the radiologists' readings.
 
-Works on an MLflow training run (``run_id=...``) or on a predictions table plus a
-cohort (``predictions=... cohort_dir=...``). Lesions without outcome, without
-prediction or without a reading are counted and reported, never dropped silently.
+Works on a predictions table plus a cohort. Lesions without outcome, without prediction or
+without a reading are counted and reported, never dropped silently. Nothing here talks to a
+tracking store: the caller logs :attr:`Evaluation.metrics`, ``counts`` and ``files``.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from dlm_ml.data.cohort import schema
-from dlm_ml.evaluation.thresholds import apply_thresholds
-
-log = logging.getLogger("dlm_ml.evaluation.evaluate")
-MODEL = "model"
+from dlm_ml.evaluation.records import flat_metrics, headline_metrics, headline_sizes, headline_table, metric_records
+from dlm_ml.evaluation.report import build_report
+from dlm_ml.evaluation.settings import EvaluationSettings
+from dlm_ml.utils.atomic import atomic_write_csv, atomic_write_json, atomic_write_text
 
 
 @dataclass
@@ -34,11 +31,13 @@ class Evaluation:
     table_text : str
         The table as printed.
     metrics : dict
-        Flat JSON-able numbers (also logged to MLflow as metrics).
+        Flat name -> number, for a tracking UI (e.g. ``model_auc``, ``mrmc_p``).
     counts : dict
         Lesions in the cohort, with prediction, outcome, reading; what was left out and why.
     files : list of Path
         Everything written under the output folder.
+    records : list of dict
+        Structured metric records (see :mod:`dlm_ml.evaluation.records`), as in ``metrics.json``.
     """
 
     table: pd.DataFrame
@@ -46,10 +45,11 @@ class Evaluation:
     metrics: dict
     counts: dict
     files: list[Path] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)
 
 
 def read_predictions(path: str | Path) -> pd.DataFrame:
-    """Read and check a predictions table (DESIGN §5)."""
+    """Read and check a predictions table (docs/design.md §5)."""
     path = Path(path)
     table = pd.read_csv(path, dtype={"patient_id": str, "lesion_id": str})
     missing = [c for c in schema.PREDICTION_COLUMNS if c not in table.columns]
@@ -69,7 +69,12 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
 
 
 def coverage_counts(predictions: pd.DataFrame, cohort) -> dict:
-    """How many lesions have what: nothing about a lesion is left out without a count."""
+    """How many lesions have what: nothing about a lesion is left out without a count.
+
+    ``cohort`` needs ``lesions``, ``outcomes`` and ``readings`` tables keyed by
+    ``(patient_id, lesion_id)``. ``lesions_without_reading_<reader>`` counts evaluated lesions
+    (predicted, with outcome) that reader did not read.
+    """
     key = list(schema.LESION_KEY)
     all_lesions = set(map(tuple, cohort.lesions[key].to_numpy()))
     with_outcome = set(map(tuple, cohort.outcomes[key].to_numpy()))
@@ -88,51 +93,6 @@ def coverage_counts(predictions: pd.DataFrame, cohort) -> dict:
     return counts
 
 
-def _auc_row(name: str, truth, score, patients, n_boot: int, seed: int) -> dict:
-    from dlm_ml.stats import cluster_bootstrap_auc
-
-    row = {"method": name, "n_lesions": len(truth), "n_patients": len(np.unique(patients))}
-    if len(np.unique(truth)) == 2:
-        ci = cluster_bootstrap_auc(truth, score, patients, n_boot=n_boot, seed=seed)
-        row.update(auc=ci.estimate, auc_ci_low=ci.ci_low, auc_ci_high=ci.ci_high)
-    return row
-
-
-def _calls_row(row: dict, truth, call) -> dict:
-    from dlm_ml.stats import diagnostic_metrics
-
-    m = diagnostic_metrics(truth, call)
-    row.update(sensitivity=m.sensitivity.estimate, specificity=m.specificity.estimate,
-               ppv=m.ppv.estimate, npv=m.npv.estimate)
-    return row
-
-
-def headline_table(predictions: pd.DataFrame, readings: pd.DataFrame, thresholds: pd.DataFrame | None,
-                   n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Model and readers side by side on the lesions each has read.
-
-    AUC with 95% CI from a patient-level bootstrap; readers' AUC from their ordinal score,
-    their sensitivity/specificity from their binary call (positive = complete response).
-    The model's calls use, per fold, the threshold matched to the reader's specificity on
-    training-side validation lesions.
-    """
-    key = list(schema.LESION_KEY)
-    rows = [_auc_row(MODEL, predictions.pcr.to_numpy(), predictions.prob_pcr.to_numpy(),
-                     predictions.patient_id.to_numpy(), n_boot, seed)]
-    for reader_id, reads in readings.groupby("reader_id", sort=True):
-        joined = predictions.merge(reads[key + ["score", "call"]], on=key, how="inner")
-        truth, patients = joined.pcr.to_numpy(), joined.patient_id.to_numpy()
-        rows.append(_calls_row(_auc_row(f"reader {reader_id}", truth, joined.score.to_numpy(), patients,
-                                        n_boot, seed), truth, joined.call.to_numpy()))
-        if thresholds is not None and reader_id in set(thresholds.reader_id):
-            model_calls = apply_thresholds(joined, thresholds, reader_id)
-            rows.append(_calls_row({"method": f"model @ {reader_id} specificity", "n_lesions": len(joined),
-                                    "n_patients": len(np.unique(patients))}, truth, model_calls))
-    columns = ["method", "auc", "auc_ci_low", "auc_ci_high", "sensitivity", "specificity", "ppv", "npv",
-               "n_lesions", "n_patients"]
-    return pd.DataFrame(rows).reindex(columns=columns)
-
-
 def format_table(table: pd.DataFrame) -> str:
     lines = [f"{'':<26}{'AUC (95% CI, patient bootstrap)':<34}{'sens':>7}{'spec':>7}{'lesions':>9}{'patients':>10}"]
     for r in table.itertuples():
@@ -143,59 +103,53 @@ def format_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def evaluate(predictions: pd.DataFrame, cohort, thresholds: pd.DataFrame | None, out_dir: str | Path,
-             n_boot: int = 2000, seed: int = 0) -> Evaluation:
-    """Evaluate out-of-fold predictions against the cohort's outcomes and readings; write
-    tables, metrics JSON, plots and the full report (report.md/.html/.json, see
-    :func:`dlm_ml.evaluation.report.build_report`) to ``out_dir``."""
-    from dlm_ml.evaluation.report import build_report, headline_metrics
-    from dlm_ml.utils.atomic import atomic_write_csv, atomic_write_text
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _with_cohort_outcomes(predictions: pd.DataFrame, cohort) -> pd.DataFrame:
+    """Evaluated lesions with the cohort's outcome; a predictions file's pcr must agree with it."""
     key = list(schema.LESION_KEY)
-    counts = coverage_counts(predictions, cohort)
-    # Outcomes come from the cohort: a predictions file's pcr column must agree with it.
-    joined = predictions.drop(columns=["pcr"]).merge(cohort.outcomes[key + ["pcr"]], on=key, how="inner")
-    disagree = predictions.merge(cohort.outcomes[key + ["pcr"]], on=key, suffixes=("", "_cohort"))
+    outcomes = cohort.outcomes[key + ["pcr"]]
+    disagree = predictions.merge(outcomes, on=key, suffixes=("", "_cohort"))
     disagree = disagree[disagree.pcr != disagree.pcr_cohort]
     if len(disagree):
         first = disagree.iloc[0]
         raise ValueError(f"{len(disagree)} prediction row(s) carry a pcr that differs from outcomes.csv, "
                          f"e.g. patient {first.patient_id}, lesion {first.lesion_id}")
-    table = headline_table(joined, cohort.readings, thresholds, n_boot=n_boot, seed=seed)
+    return predictions.drop(columns=["pcr"]).merge(outcomes, on=key, how="inner")
+
+
+def evaluate(predictions: pd.DataFrame, cohort, thresholds: pd.DataFrame | None, out_dir: str | Path, *,
+             settings: EvaluationSettings, header: dict | None = None) -> Evaluation:
+    """Evaluate out-of-fold predictions against the cohort's outcomes and readings.
+
+    Writes to ``out_dir``: ``headline.csv``/``headline.txt`` (the printed table),
+    ``metrics.json`` (``header``, structured ``records``, flat ``metrics``, ``counts``) and the
+    full report (report.md/.html/.json and figures, :func:`dlm_ml.evaluation.report.build_report`).
+    Every bootstrap (AUC, proportions, ROC band) runs once, inside the report; the headline
+    table is read off its sections.
+
+    Parameters
+    ----------
+    predictions : DataFrame — ``patient_id, lesion_id, fold, prob_pcr, pcr`` (docs/design.md §5).
+    cohort : object with ``lesions``, ``outcomes``, ``readings`` tables (a loaded cohort).
+    thresholds : DataFrame or None — ``fold, reader_id, threshold`` matched on training-side lesions.
+    settings : EvaluationSettings — from ``hydra.utils.instantiate(cfg.evaluation)``.
+    header : dict, optional — shown at the top of the report, in the given order.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = coverage_counts(predictions, cohort)
+    joined = _with_cohort_outcomes(predictions, cohort)
+    report = build_report(joined, cohort.readings, thresholds, counts, out_dir, settings=settings, header=header)
+    records = metric_records(report.sections)
+    table = headline_table(records, headline_sizes(report.sections, thresholds is not None))
     text = format_table(table)
-    left_out = [f"{k.replace('_', ' ')}: {v}" for k, v in counts.items() if v and k.startswith(("lesions_without",
-                                                                                                   "predictions_not"))]
+    left_out = [f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()
+                if v and k.startswith(("lesions_without", "predictions_not"))]
     if left_out:
         text += "\nNot in the table: " + "; ".join(left_out)
-    metrics = {}
-    for r in table.itertuples():
-        slug = r.method.replace(" @ ", "_at_").replace(" ", "_")
-        for col in ("auc", "auc_ci_low", "auc_ci_high", "sensitivity", "specificity", "ppv", "npv"):
-            value = getattr(r, col)
-            if not pd.isna(value):
-                metrics[f"{slug}_{col}"] = float(value)
+    metrics = {**flat_metrics(records), **headline_metrics(report.sections)}
     files = [atomic_write_csv(out_dir / "headline.csv", table),
-             atomic_write_text(out_dir / "headline.txt", text + "\n")]
-    # The full report (all statistics of DESIGN §7) also draws roc.png, with the patient-bootstrap
-    # band and the model's reader-matched operating points.
-    report = build_report(joined, cohort.readings, thresholds, counts, out_dir, n_boot=n_boot, seed=seed)
-    metrics.update(headline_metrics(report.sections))
-    files.append(atomic_write_text(out_dir / "metrics.json",
-                                   json.dumps({"metrics": metrics, "counts": counts}, indent=2)))
-    files += report.files
-    return Evaluation(table, text, metrics, counts, files)
-
-
-def evaluate_and_log(predictions, cohort, thresholds, out_dir, client, run_id: str, n_boot: int = 2000,
-                     seed: int = 0) -> Evaluation:
-    """:func:`evaluate`, then log its numbers and files to the MLflow run ``run_id``."""
-    from dlm_ml import tracking
-
-    evaluation = evaluate(predictions, cohort, thresholds, out_dir, n_boot=n_boot, seed=seed)
-    tracking.log_metrics(client, run_id, evaluation.metrics)
-    tracking.log_metrics(client, run_id, {f"count_{k}": v for k, v in evaluation.counts.items()})
-    for path in evaluation.files:
-        tracking.log_file(client, run_id, path, "evaluation")
-    return evaluation
+             atomic_write_text(out_dir / "headline.txt", text + "\n"),
+             atomic_write_json(out_dir / "metrics.json", {"header": header or {}, "records": records,
+                                                          "metrics": metrics, "counts": counts}),
+             *report.files]
+    return Evaluation(table, text, metrics, counts, files, records)

@@ -9,7 +9,11 @@ import matplotlib
 matplotlib.use("Agg")  # headless: training nodes and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy.special import expit, logit  # noqa: E402
 
+from dlm_ml.evaluation.sections import LEAVE_ALL, RESECT_ALL  # noqa: E402
+from dlm_ml.stats import roc_auc, roc_curve_points  # noqa: E402
 from dlm_ml.utils.figures import save_figure  # noqa: E402
 
 
@@ -28,8 +32,6 @@ def roc_with_readers(truth, prob, readers, path, title: str = "pCR: model vs rea
         The model's operating point at the threshold matched to reader ``name``; drawn as an
         open marker in that reader's colour so that each pair can be compared at a glance.
     """
-    from dlm_ml.stats import roc_auc, roc_curve_points
-
     curve = roc_curve_points(truth, prob)
     fig, ax = plt.subplots(figsize=(5, 5))
     if band is not None:
@@ -62,8 +64,6 @@ def calibration_plot(reliability, prob, truth, path, *, recalibration=None,
     recalibration : (intercept, slope), optional — the logistic recalibration
         ``logit P(pCR) = a + b·logit(p)``, drawn as a curve (ideal: a = 0, b = 1).
     """
-    from scipy.special import expit, logit
-
     fig, (ax, hist) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1, label="ideal")
     if recalibration is not None and all(np.isfinite(recalibration)):
@@ -126,3 +126,37 @@ def decision_curve_plot(curve, path, *, references=("leave all", "resect all"), 
     ax.axhline(0, color="black", lw=0.5)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return save_figure(fig, path)
+
+
+def draw_figures(predictions: pd.DataFrame, sections: dict, out_dir: Path) -> dict[str, Path]:
+    """ROC with band and operating points, calibration, decision curve (where defined), from the
+    JSON-able report sections; returns figure name -> PNG path under ``out_dir``."""
+    figures = {}
+    if predictions.pcr.nunique() == 2:
+        readers, matched = [], []
+        for op in sections["operating_points"]:
+            for target, key in ((readers, "reader_calls"), (matched, "model_matched")):
+                m = op.get(key)
+                if m and m.get("available", True) and m["sensitivity"]["n"] and m["specificity"]["n"]:
+                    target.append((op["reader"], 1 - m["specificity"]["estimate"], m["sensitivity"]["estimate"]))
+        band = sections["roc_band"]
+        level = f"{100 * (1 - band.get('alpha', 0.05)):g}%"
+        band_arg = ((band["fpr"], band["tpr_low"], band["tpr_high"], f"{level} pointwise band (patient bootstrap)")
+                    if band.get("available") else None)
+        figures["roc"] = roc_with_readers(predictions.pcr.to_numpy(), predictions.prob_pcr.to_numpy(), readers,
+                                          out_dir / "roc.png", band=band_arg, matched=matched)
+    cal = sections["calibration"]
+    if len(predictions):
+        fit = cal["recalibration"]
+        recal = ((fit["slope_model_intercept"], fit["slope"])
+                 if fit.get("available") and fit["slope"] is not None and fit["slope_model_intercept"] is not None
+                 else None)
+        figures["calibration"] = calibration_plot(
+            pd.DataFrame(cal["reliability"]), predictions.prob_pcr.to_numpy(), predictions.pcr.to_numpy(),
+            out_dir / "calibration.png", recalibration=recal)
+    dc = sections["decision_curve"]
+    if dc.get("available"):
+        figures["decision_curve"] = decision_curve_plot(pd.DataFrame(dc["curve"]), out_dir / "decision_curve.png",
+                                                        references=(LEAVE_ALL, RESECT_ALL),
+                                                        groups=dc["strategy_groups"])
+    return figures

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import pytorch_lightning as pl
 import torch
 from torch import nn
 from torchmetrics.classification import BinaryAUROC
+
+#: ``params -> optimizer``, e.g. ``functools.partial(torch.optim.AdamW, lr=1e-3)`` (a ``_partial_`` config).
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+#: ``optimizer -> LR scheduler``, e.g. ``functools.partial(CosineAnnealingLR, T_max=40)``; stepped once per epoch.
+SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+
+
+def _default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4)
 
 
 class PCRClassifier(pl.LightningModule):
@@ -14,16 +25,23 @@ class PCRClassifier(pl.LightningModule):
     Parameters
     ----------
     net : module mapping ``image`` [B, C, D, H, W] to logits [B].
-    lr, weight_decay : AdamW settings.
+    optimizer : factory called with the parameters (the model config's ``optimizer``, a
+        ``_partial_`` target); default AdamW, lr 1e-3, weight decay 1e-4.
+    scheduler : factory called with the optimizer (the model config's ``scheduler``), stepped
+        at the end of every epoch; ``None``: constant learning rate.
     pos_weight : weight of the positive class (pCR = 1) in BCE, usually n_neg / n_pos of the
         fit set; set by the training loop from the data, 1.0 means unweighted.
     """
 
-    def __init__(self, net: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4, pos_weight: float = 1.0,
-                 max_epochs: int | None = None):
+    def __init__(self, net: nn.Module, optimizer: OptimizerFactory | None = None,
+                 scheduler: SchedulerFactory | None = None, pos_weight: float = 1.0):
         super().__init__()
-        self.save_hyperparameters(ignore=["net"])
+        # Only plain numbers go into checkpoints: they are loaded with weights_only=True, which
+        # refuses pickled callables such as the optimizer factory.
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net
+        self.optimizer_factory = optimizer or _default_optimizer
+        self.scheduler_factory = scheduler
         self.register_buffer("pos_weight", torch.tensor(float(pos_weight)))
         self.val_auroc = BinaryAUROC()
         self.train_auroc = BinaryAUROC()
@@ -61,8 +79,7 @@ class PCRClassifier(pl.LightningModule):
         return {"index": batch["index"], "prob_pcr": prob}
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if not self.hparams.max_epochs:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
             return optimizer
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.hparams.max_epochs)
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}

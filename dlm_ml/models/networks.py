@@ -41,13 +41,45 @@ def resnet(in_channels: int, patch_voxels: int, depth: int = 10, pretrained: boo
     return _Squeeze(factory[depth](spatial_dims=3, n_input_channels=in_channels, num_classes=1))
 
 
-def densenet(in_channels: int, patch_voxels: int, variant: str = "121", dropout: float = 0.0) -> nn.Module:
-    """MONAI 3-D DenseNet (121, 169, 201, 264)."""
+#: Voxels per edge the standard DenseNet stem (7³ stride-2 convolution, stride-2 max-pool) and
+#: its three stride-2 transitions need: 32-fold downsampling must leave at least one voxel.
+DENSENET_MIN_VOXELS = 32
+#: With the small-input stem (3³ stride-1 convolution, no pooling) only the transitions
+#: downsample: 8-fold.
+DENSENET_SMALL_STEM_MIN_VOXELS = 8
+
+
+def densenet(in_channels: int, patch_voxels: int, variant: str = "121", dropout: float = 0.0,
+             stem: str = "auto") -> nn.Module:
+    """MONAI 3-D DenseNet (121, 169, 201, 264).
+
+    ``stem`` chooses how the network first reduces resolution:
+
+    - ``"imagenet"``: MONAI's stem, a 7³ stride-2 convolution and a stride-2 max-pool; with the
+      three transitions the patch is downsampled 32-fold, so it needs >= 32 voxels per edge.
+    - ``"small"``: a 3³ stride-1 convolution without pooling, as Huang et al. (CVPR 2017) did for
+      the 32×32 CIFAR images; only the transitions downsample (8-fold), so patches of >= 8 voxels
+      work. The dense blocks are unchanged. The default lesion patch (40 mm at 2 mm = 20 voxels)
+      is far too small for the ImageNet stem: it would shrink the lesion to one voxel before the
+      second dense block and to nothing after the third transition.
+    - ``"auto"`` (default): ``"imagenet"`` when the patch has >= 32 voxels per edge, else ``"small"``.
+    """
     factory = {"121": nets.DenseNet121, "169": nets.DenseNet169, "201": nets.DenseNet201, "264": nets.DenseNet264}
-    if patch_voxels < 32:
-        raise ValueError(f"densenet downsamples 32-fold; patch_voxels must be >= 32, got {patch_voxels} "
-                         "(raise data.patches.patch_size_mm or lower spacing_mm)")
     if str(variant) not in factory:
         raise ValueError(f"densenet variant must be one of {sorted(factory)}, got {variant}")
-    return _Squeeze(factory[str(variant)](spatial_dims=3, in_channels=in_channels, out_channels=1,
-                                          dropout_prob=dropout))
+    if stem not in ("auto", "imagenet", "small"):
+        raise ValueError(f"densenet stem must be 'auto', 'imagenet' or 'small', got {stem!r}")
+    if stem == "auto":
+        stem = "imagenet" if patch_voxels >= DENSENET_MIN_VOXELS else "small"
+    minimum = DENSENET_MIN_VOXELS if stem == "imagenet" else DENSENET_SMALL_STEM_MIN_VOXELS
+    if patch_voxels < minimum:
+        raise ValueError(f"densenet with the {stem} stem downsamples {minimum}-fold; patch_voxels must be >= "
+                         f"{minimum}, got {patch_voxels} (raise data.patches.patch_size_mm or lower spacing_mm)")
+    net = factory[str(variant)](spatial_dims=3, in_channels=in_channels, out_channels=1, dropout_prob=dropout)
+    if stem == "small":
+        init_features = net.features.conv0.out_channels
+        conv = nn.Conv3d(in_channels, init_features, kernel_size=3, stride=1, padding=1, bias=False)
+        nn.init.kaiming_normal_(conv.weight)  # as MONAI initialises its own convolutions
+        net.features.conv0 = conv
+        net.features.pool0 = nn.Identity()
+    return _Squeeze(net)

@@ -1,14 +1,15 @@
 """Statistics for comparing pCR models with radiologists (numpy, scipy, pandas only).
 
-This package imports nothing else of dlm_ml (DESIGN.md §2b). Each submodule
+This package imports nothing else of dlm_ml (docs/design.md §2b). Each submodule
 defines ``__all__``; its public names are re-exported here. To add a module,
 add one ``from .module import *`` line and one ``*module.__all__`` entry.
 """
 
-from . import calibration, clustered, decision, operating_points, patient_level, roc
+from . import calibration, clustered, decision, intervals, operating_points, patient_level, roc
 from .calibration import *  # noqa: F401,F403
 from .clustered import *  # noqa: F401,F403
 from .decision import *  # noqa: F401,F403
+from .intervals import *  # noqa: F401,F403
 from .operating_points import *  # noqa: F401,F403
 from .patient_level import *  # noqa: F401,F403
 from .roc import *  # noqa: F401,F403
@@ -20,6 +21,7 @@ __all__ = [
     *calibration.__all__,
     *decision.__all__,
     *patient_level.__all__,
+    *intervals.__all__,
 ]
 
 # Multi-reader multi-case analysis and reader agreement. ``dlm_ml.stats.mrmc`` is

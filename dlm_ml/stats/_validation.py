@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
+
+from ._output import to_plain
 
 __all__: list[str] = []  # private module: nothing is re-exported
 
@@ -164,21 +167,6 @@ def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
 
 
 # --------------------------------------------------------------------------- results
-def _plain(value: Any) -> Any:
-    """Convert numpy scalars/arrays and nested results to plain Python objects."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return value.to_dict() if hasattr(value, "to_dict") else dataclasses.asdict(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 class ResultMixin:
     """Gives frozen result dataclasses a JSON-friendly ``to_dict()``.
 
@@ -190,14 +178,12 @@ class ResultMixin:
         out = {}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             if f.metadata.get("to_dict", True):
-                out[f.name] = _plain(getattr(self, f.name))
+                out[f.name] = to_plain(getattr(self, f.name))
         return out
 
 
 def normal_p_value(z: float, alternative: str) -> float:
     """P-value of a standard-normal statistic for the given alternative."""
-    from scipy.stats import norm
-
     if math.isnan(z):
         return float("nan")
     if alternative == "two-sided":
@@ -214,8 +200,6 @@ def normal_ci(estimate: float, se: float, alpha: float, alternative: str) -> tup
     one side, so that the interval excludes 0 exactly when the one-sided test
     rejects at level ``alpha`` (the convention of R's ``t.test``).
     """
-    from scipy.stats import norm
-
     if alternative == "two-sided":
         q = norm.ppf(1.0 - alpha / 2.0)
         return float(estimate - q * se), float(estimate + q * se)

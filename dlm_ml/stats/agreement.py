@@ -34,26 +34,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ._output import fmt_num, fmt_p, to_plain
 from ._validation import check_alpha, check_choice
 
 __all__ = ["CohenKappa", "FleissKappa", "cohen_kappa", "fleiss_kappa"]
 
 WEIGHTS = ("linear", "quadratic")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, pd.DataFrame):
-        return [{str(k): _jsonable(v) for k, v in row.items()}
-                for row in value.to_dict(orient="records")]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @dataclass(frozen=True, eq=False)  # holds frames/arrays: compare fields, not objects
@@ -104,7 +90,7 @@ class CohenKappa:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (NaN becomes ``None``)."""
-        return {k: _jsonable(getattr(self, k)) for k in self.__dataclass_fields__}
+        return {k: to_plain(getattr(self, k)) for k in self.__dataclass_fields__}
 
     def summary(self) -> str:
         """Readable fixed-width report."""
@@ -112,14 +98,14 @@ class CohenKappa:
         pct = f"{100 * (1 - self.alpha):g}%"
         lines = [
             f"Cohen's kappa ({kind}), n = {self.n}, {len(self.categories)} categories",
-            f"  kappa                {_f(self.kappa)}",
-            f"  SE (FCE 1969)        {_f(self.se)}",
-            f"  {pct} CI               ({_f(self.ci_low)}, {_f(self.ci_high)})",
-            f"  SE under kappa = 0   {_f(self.se_null)}",
-            f"  z                    {_f(self.z, '.4f')}",
-            f"  p (two-sided)        {_p(self.p_value)}",
-            f"  observed agreement   {_f(self.observed_agreement)}",
-            f"  chance agreement     {_f(self.expected_agreement)}",
+            f"  kappa                {fmt_num(self.kappa)}",
+            f"  SE (FCE 1969)        {fmt_num(self.se)}",
+            f"  {pct} CI               ({fmt_num(self.ci_low)}, {fmt_num(self.ci_high)})",
+            f"  SE under kappa = 0   {fmt_num(self.se_null)}",
+            f"  z                    {fmt_num(self.z, '.4f')}",
+            f"  p (two-sided)        {fmt_p(self.p_value)}",
+            f"  observed agreement   {fmt_num(self.observed_agreement)}",
+            f"  chance agreement     {fmt_num(self.expected_agreement)}",
         ]
         return "\n".join(lines) + "\n"
 
@@ -172,7 +158,7 @@ class FleissKappa:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (NaN becomes ``None``)."""
-        return {k: _jsonable(getattr(self, k)) for k in self.__dataclass_fields__}
+        return {k: to_plain(getattr(self, k)) for k in self.__dataclass_fields__}
 
     def summary(self) -> str:
         """Readable fixed-width report."""
@@ -180,29 +166,19 @@ class FleissKappa:
         lines = [
             f"Fleiss' kappa, {self.n_subjects} subjects x {self.n_raters} raters, "
             f"{len(self.categories)} categories",
-            f"  kappa                {_f(self.kappa)}",
-            f"  SE (jackknife)       {_f(self.se)}",
-            f"  {pct} CI               ({_f(self.ci_low)}, {_f(self.ci_high)})",
-            f"  SE under kappa = 0   {_f(self.se_null)}  (Fleiss, Nee & Landis 1979)",
-            f"  z                    {_f(self.z, '.4f')}",
-            f"  p (two-sided)        {_p(self.p_value)}",
+            f"  kappa                {fmt_num(self.kappa)}",
+            f"  SE (jackknife)       {fmt_num(self.se)}",
+            f"  {pct} CI               ({fmt_num(self.ci_low)}, {fmt_num(self.ci_high)})",
+            f"  SE under kappa = 0   {fmt_num(self.se_null)}  (Fleiss, Nee & Landis 1979)",
+            f"  z                    {fmt_num(self.z, '.4f')}",
+            f"  p (two-sided)        {fmt_p(self.p_value)}",
             "  per category:",
             "    category  proportion     kappa        z         p",
         ]
         for row in self.per_category.itertuples():
             lines.append(f"    {str(row.category):>8}  {row.proportion:10.4f}  "
-                         f"{_f(row.kappa, '8.4f')}  {_f(row.z, '7.3f')}  {_p(row.p_value):>8}")
+                         f"{fmt_num(row.kappa, '8.4f')}  {fmt_num(row.z, '7.3f')}  {fmt_p(row.p_value):>8}")
         return "\n".join(lines) + "\n"
-
-
-def _f(x: float, spec: str = ".6f") -> str:
-    return "NA" if x is None or not math.isfinite(x) else format(x, spec)
-
-
-def _p(p: float) -> str:
-    if p is None or not math.isfinite(p):
-        return "NA"
-    return f"{p:.4g}" if p >= 1e-4 else f"{p:.2e}"
 
 
 def _two_sided(z: float) -> float:

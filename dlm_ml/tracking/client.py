@@ -1,4 +1,4 @@
-"""MLflow helpers: store setup, provenance tags, flattened params, artifact I/O.
+"""MLflow helpers: store setup, flattened params, tags, metrics, artifact I/O.
 
 Everything goes through ``MlflowClient`` with explicit run ids, so a fold's child run
 can never be confused with another run that happens to be active in the process.
@@ -8,13 +8,11 @@ Only pseudonymous cohort ids ever reach the store.
 from __future__ import annotations
 
 import json
-import os
-import platform
-import subprocess
+import math
 import tempfile
+import time
 import urllib.error
 import urllib.request
-from importlib import metadata
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
@@ -22,8 +20,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 PARENT_TAG = "mlflow.parentRunId"
-PACKAGES = ("dlm_ml", "torch", "monai", "pytorch-lightning", "hydra-core", "SimpleITK", "scikit-learn",
-            "mlflow", "numpy", "scipy", "pandas")
 
 
 class TrackingUnavailableError(RuntimeError):
@@ -89,9 +85,6 @@ def log_params(client: MlflowClient, run_id: str, params: dict[str, str]) -> Non
 
 
 def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
-    import math
-    import time
-
     now = int(time.time() * 1000)
     items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None and math.isfinite(float(v))]
     for start in range(0, len(items), 500):
@@ -113,59 +106,3 @@ def log_file(client: MlflowClient, run_id: str, path: str | Path, artifact_path:
 def download_artifact(client: MlflowClient, run_id: str, artifact_path: str, dst_dir: str | Path | None = None) -> Path:
     dst_dir = dst_dir or tempfile.mkdtemp(prefix="dlm_ml_artifacts_")
     return Path(client.download_artifacts(run_id, artifact_path, str(dst_dir)))
-
-
-def git_state(repo_dir: str | Path | None = None) -> dict[str, str]:
-    """Commit, dirty flag and a hash of the uncommitted diff of the code's repository."""
-    repo_dir = Path(repo_dir or Path(__file__).resolve().parents[2])
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=repo_dir, capture_output=True, text=True, check=True).stdout
-
-    try:
-        commit = git("rev-parse", "HEAD").strip()
-        diff = git("diff", "HEAD")
-        untracked = git("ls-files", "--others", "--exclude-standard")
-    except (subprocess.CalledProcessError, FileNotFoundError, OSError):
-        return {"git_commit": "unknown", "git_dirty": "unknown"}
-    import hashlib
-
-    dirty = bool(diff.strip() or untracked.strip())
-    state = {"git_commit": commit, "git_dirty": str(dirty).lower()}
-    if dirty:
-        state["git_diff_sha256"] = hashlib.sha256((diff + untracked).encode()).hexdigest()
-    return state
-
-
-def git_diff(repo_dir: str | Path | None = None) -> str:
-    """The uncommitted changes (tracked files' diff and the list of untracked files)."""
-    repo_dir = Path(repo_dir or Path(__file__).resolve().parents[2])
-    try:
-        diff = subprocess.run(["git", "diff", "HEAD"], cwd=repo_dir, capture_output=True, text=True,
-                              check=True).stdout
-        untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], cwd=repo_dir,
-                                   capture_output=True, text=True, check=True).stdout
-    except (subprocess.CalledProcessError, FileNotFoundError, OSError):
-        return ""
-    return diff + ("\n# untracked files:\n" + untracked if untracked.strip() else "")
-
-
-def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def hardware() -> dict[str, str]:
-    import torch
-
-    info = {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": str(os.cpu_count()),
-            "torch_cuda": str(torch.version.cuda), "cuda_available": str(torch.cuda.is_available())}
-    if torch.cuda.is_available():
-        info["cuda_devices"] = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-        info["cudnn"] = str(torch.backends.cudnn.version())
-    return info

@@ -1,4 +1,4 @@
-"""dlm-reproduce RUN_ID: re-create a tracked training run, or say precisely why not.
+"""Re-create a tracked training run, or say precisely why not (the ``dlm-reproduce`` command).
 
 The run's provenance (code version, cohort file digests, command-line overrides) is
 read from the tracking store and checked against the present; on a match the run is
@@ -8,7 +8,6 @@ original and new metrics and predictions are printed side by side.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -17,24 +16,50 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlm_ml import tracking
 from dlm_ml.data.cohort.fingerprint import cohort_file_digests, diff_digests
+from dlm_ml.tracking import client as tracking
+from dlm_ml.tracking.config_keys import is_result_key
+from dlm_ml.tracking.provenance import NOT_A_CHECKOUT, PACKAGE_DIR, git_state
 
 DEFAULT_URI = "sqlite:///outputs/mlflow/mlflow.db"
-# Overrides that say where results go, not what they are; dlm-reproduce sets its own.
-_PLACEMENT_KEYS = ("logger.", "resume", "reproduce_of", "hydra.")
 
 
-def code_differences(tags: dict, repo_dir: str | Path | None = None) -> list[str]:
-    """How the current code differs from the code a run was made with (empty when identical)."""
-    now = tracking.git_state(repo_dir)
-    then_commit, now_commit = tags.get("git_commit", "unknown"), now.get("git_commit", "unknown")
+def _code_description(tags: dict) -> str:
+    if tags.get("git_commit") == NOT_A_CHECKOUT:
+        return f"outside a git checkout (installed dlm_ml {tags.get('dlm_ml_version', 'of unknown version')})"
+    return f"at commit {tags.get('git_commit', 'unknown')}"
+
+
+def _outside_checkout_differences(tags: dict, now: dict) -> list[str]:
+    """Code outside a git checkout (an installed package) can only be compared by version."""
+    if tags.get("git_commit") == now["git_commit"] == NOT_A_CHECKOUT \
+            and tags.get("dlm_ml_version") == now.get("dlm_ml_version"):
+        return []  # the same installed release: its version is all there is to compare
+    return [f"code cannot be compared by commit: the run was made with code {_code_description(tags)}, "
+            f"the current code is {_code_description(now)}"]
+
+
+def code_notes(tags: dict, code_dir: str | Path | None = None) -> list[str]:
+    """What a reader of a reproduction should know about the code check even when nothing differs."""
+    now = git_state(code_dir)
+    if tags.get("git_commit") == now["git_commit"] == NOT_A_CHECKOUT:
+        return [f"the run and the current code are both outside a git checkout; the code was checked by its "
+                f"installed version only (dlm_ml {now.get('dlm_ml_version')}), not by commit"]
+    return []
+
+
+def code_differences(tags: dict, code_dir: str | Path | None = None) -> list[str]:
+    """How the current code differs from the code a run was made with (empty when identical).
+    ``code_dir``: the code's folder in its repository (default: the dlm_ml package)."""
+    now = git_state(code_dir)
+    then_commit, now_commit = tags.get("git_commit", "unknown"), now["git_commit"]
     problems = []
-    if "unknown" in (then_commit, now_commit):
-        problems.append(f"code version cannot be compared (run: {then_commit}, now: {now_commit})")
-        return problems
+    if NOT_A_CHECKOUT in (then_commit, now_commit):
+        return _outside_checkout_differences(tags, now)
+    if then_commit == "unknown":
+        return [f"the run records no code version (git_commit {then_commit!r}); it cannot be compared"]
     if then_commit != now_commit:
-        changed = _git_lines(["diff", "--name-only", then_commit, now_commit], repo_dir)
+        changed = _git_lines(["diff", "--name-only", then_commit, now_commit], code_dir)
         detail = f"; files changed since: {', '.join(changed)}" if changed else ""
         if changed is None:
             detail = f"; commit {then_commit} is not in this repository"
@@ -44,15 +69,14 @@ def code_differences(tags: dict, repo_dir: str | Path | None = None) -> list[str
         problems.append("the run was made with uncommitted changes (saved as provenance/uncommitted.diff) that "
                         "differ from the current working tree")
     elif tags.get("git_dirty") != "true" and now.get("git_dirty") == "true":
-        dirty = _git_lines(["status", "--porcelain"], repo_dir) or []
+        dirty = _git_lines(["status", "--porcelain"], code_dir) or []
         problems.append("the working tree has uncommitted changes the run did not have: "
                         + ", ".join(line[3:] for line in dirty))
     return problems
 
 
-def _git_lines(args: list[str], repo_dir) -> list[str] | None:
-    repo_dir = Path(repo_dir or Path(__file__).resolve().parents[2])
-    proc = subprocess.run(["git", *args], cwd=repo_dir, capture_output=True, text=True)
+def _git_lines(args: list[str], code_dir) -> list[str] | None:
+    proc = subprocess.run(["git", *args], cwd=Path(code_dir or PACKAGE_DIR), capture_output=True, text=True)
     if proc.returncode != 0:
         return None
     return [line for line in proc.stdout.splitlines() if line.strip()]
@@ -113,9 +137,11 @@ def reproduce(run_id: str, tracking_uri: str = DEFAULT_URI, *, force: bool = Fal
         raise RefusedError(run_id, problems)
     for p in problems:
         log(f"warning (proceeding anyway): {p}")
+    for note in code_notes(tags):
+        log(f"note: {note}")
 
-    overrides = [o for o in _artifact_json(client, run_id, "provenance/overrides.json")
-                 if not o.lstrip("+~").startswith(_PLACEMENT_KEYS)]
+    # Where results go is dlm-reproduce's own choice (below); only what determines them is replayed.
+    overrides = [o for o in _artifact_json(client, run_id, "provenance/overrides.json") if is_result_key(o)]
     experiment = client.get_experiment(run.info.experiment_id)
     params = run.data.params
     command = [sys.executable, "-m", "dlm_ml.train", *overrides, f"reproduce_of={run_id}",
@@ -141,28 +167,3 @@ class RefusedError(RuntimeError):
         self.problems = problems
         super().__init__(f"run {run_id} cannot be reproduced as it was recorded:\n  - " + "\n  - ".join(problems)
                          + "\n(pass --force to re-run anyway; the differences are then logged with the new run)")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dlm-reproduce", description=__doc__.splitlines()[0])
-    parser.add_argument("run_id", help="MLflow parent run id of a dlm-train run")
-    parser.add_argument("--tracking-uri", default=DEFAULT_URI,
-                        help=f"tracking store holding the run (default: {DEFAULT_URI}, relative to this folder)")
-    parser.add_argument("--force", action="store_true", help="re-run even when code or cohort differ")
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. trainer=gpu")
-    args = parser.parse_intermixed_args(argv)  # overrides may follow the options
-    try:
-        result = reproduce(args.run_id, args.tracking_uri, force=args.force, extra_overrides=args.overrides)
-    except RefusedError as err:
-        print(err, file=sys.stderr)
-        return 2
-    table = result["comparison"]
-    with pd.option_context("display.float_format", "{:.6f}".format, "display.width", 120):
-        print(table.to_string(index=False))
-    print(f"original run {args.run_id} → reproduced run {result['new_run_id']}; "
-          f"max |Δ prob_pcr| over lesions = {result['max_abs_prediction_diff']:.3g}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,1 +1,1 @@
-"""Patient-grouped cross-validation of Lightning models: the fold loop and resuming it."""
+"""Cross-validated training: the fold loop, seeding, and the interface its recorder implements."""

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
-from tqdm.auto import tqdm
+from dlm_ml.utils.progress import progress_bar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,7 +46,7 @@ def parallel_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int = 1, 
     items = list(items)
     results: list[Any] = [None] * len(items)
     n_workers = pool_size(workers, len(items))
-    with tqdm(total=len(items), desc=desc, unit=unit, disable=not progress or not items) as bar:
+    with progress_bar(total=len(items), desc=desc, unit=unit, enabled=progress and bool(items)) as bar:
         for index, result in _run(fn, items, n_workers, initializer, initargs):
             results[index] = result
             bar.update()

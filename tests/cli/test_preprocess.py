@@ -1,4 +1,4 @@
-"""dlm-preprocess through its console script: validation, registration, patch cache, QA export."""
+"""dlm-preprocess through its console script (validation, registration, patch cache, QA export)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import SimpleITK as sitk
+
+from dlm_ml.data.synthetic import generate_cohort, make_config
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_preprocess_exports_patches_and_reuses_cache(tmp_path):
-    from dlm_ml.data.synthetic import generate_cohort, make_config
-
     cohort = generate_cohort(tmp_path / "cohort", make_config("tiny", seed=5, n_patients=4), progress=False)
     env = {**os.environ, "DLM_ML_CACHE": str(tmp_path / "cache_home")}
     command = [str(Path(sys.executable).with_name("dlm-preprocess")), f"paths.root_dir={tmp_path}",

@@ -177,7 +177,7 @@ def test_dca_reproduces_dcurves(refdata_stats, capsys):
                             "--truth-col", "cancer", "--score-col", "cancerpredmarker",
                             "--thresholds", "0.2,0.25")
     assert code == 0
-    line = next(l for l in out.splitlines() if l.strip().startswith("0.2500"))
+    line = next(row for row in out.splitlines() if row.strip().startswith("0.2500"))
     assert line.split()[1:] == ["-0.146667", "0.000000", "0.064000"]
 
 

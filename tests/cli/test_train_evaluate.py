@@ -14,6 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from dlm_ml.stats import roc_auc
 
+pytestmark = pytest.mark.slow  # trains through the real command
+
 BIN = Path(sys.executable).parent
 
 
@@ -33,8 +35,8 @@ def _run(args, cwd, env=None, timeout=900):
 
 TRAIN_OVERRIDES = [
     "data.synthetic.preset=easy", "data.synthetic.n_patients=36", "data.n_folds=3", "trainer.max_epochs=12",
-    "data.patches.patch_size_mm=32", "data.patches.spacing_mm=2.0", "n_boot=200", "data.preprocess_workers=1",
-    "trainer.enable_progress_bar=false", "logger.experiment_name=e2e",
+    "data.patches.patch_size_mm=32", "data.patches.spacing_mm=2.0", "evaluation.n_boot=200",
+    "data.preprocess_workers=1", "logger.experiment_name=e2e",
 ]
 
 
@@ -64,7 +66,21 @@ def test_tracked_params_tags_and_children(trained):
     assert sorted(c.data.tags["fold"] for c in children) == ["0", "1", "2"]
     assert all(c.info.status == "FINISHED" for c in children)
     assert all("val_loss" in c.data.metrics and "test_auc" in c.data.metrics for c in children)
-    assert all(any(a.path.startswith("checkpoints") for a in client.list_artifacts(c.info.run_id)) for c in children)
+    for child in children:
+        names = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"checkpoints", "predictions_fold.csv", "validation_predictions_fold.csv"} <= names
+        assert child.data.tags["torch_deterministic"] == "true"
+    # determinism is enabled before it is recorded (trainer.deterministic is true by default)
+    assert tags["torch_deterministic"] == "true"
+    # named after the overrides that change results (paths.root_dir and logger.* do not)
+    assert run.info.run_name == ",".join(o for o in TRAIN_OVERRIDES if not o.startswith("logger."))
+
+
+def test_logs_have_no_progress_bar_redraws(trained):
+    """stdout is a pipe here, not a terminal: no carriage-return progress bar in the captured output."""
+    root, env, proc, client, run = trained
+    redraws = [chunk for chunk in (proc.stdout + proc.stderr).split("\n") if "\r" in chunk and "Epoch" in chunk]
+    assert not redraws, redraws[:3]
 
 
 def test_artifacts_and_predictions_table(trained, tmp_path):
@@ -90,12 +106,12 @@ def test_artifacts_and_predictions_table(trained, tmp_path):
 
 def test_evaluate_on_run_id_and_on_files(trained, tmp_path):
     root, env, proc, client, run = trained
-    out = _run([_cli("dlm-evaluate"), f"paths.root_dir={root}", f"run_id={run.info.run_id}", "n_boot=200",
+    out = _run([_cli("dlm-evaluate"), f"paths.root_dir={root}", f"run_id={run.info.run_id}", "evaluation.n_boot=200",
                 "logger.experiment_name=e2e"], cwd=root, env=env)
     assert "reader R1" in out.stdout and "model @ R1 specificity" in out.stdout
     pred_path = client.download_artifacts(run.info.run_id, "predictions.csv", str(tmp_path))
     out2 = _run([_cli("dlm-evaluate"), f"paths.root_dir={root}", f"predictions={pred_path}",
-                 f"cohort_dir={run.data.params['data.cohort_dir']}", "n_boot=200", "logger.experiment_name=e2e"],
-                cwd=root, env=env)
-    model_line = [l for l in out2.stdout.splitlines() if l.startswith("model ")][0]
+                 f"cohort_dir={run.data.params['data.cohort_dir']}", "evaluation.n_boot=200",
+                 "logger.experiment_name=e2e"], cwd=root, env=env)
+    model_line = [line for line in out2.stdout.splitlines() if line.startswith("model ")][0]
     assert model_line in out.stdout  # same numbers from the run and from the files

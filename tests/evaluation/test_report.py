@@ -9,59 +9,18 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.special import expit
 
 from dlm_ml import stats
-from dlm_ml.evaluation.report import DECISION_THRESHOLDS, build_report, headline_metrics, paired
+from dlm_ml.evaluation.records import headline_metrics
+from dlm_ml.evaluation.report import build_report
+from dlm_ml.evaluation.sections import paired
 from dlm_ml.evaluation.thresholds import apply_thresholds
+from tests.evaluation.helpers import N_BOOT, SEED, counts_for, make_tables, settings
 
-N_BOOT, SEED = 200, 3
 SECTIONS = {"counts", "discrimination", "roc_band", "comparisons", "mrmc", "operating_points", "agreement",
             "calibration", "decision_curve", "patient_level"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def make_tables(n_patients: int = 60, readers=("R1", "R2", "R3"), seed: int = 7):
-    """Predictions (informative model, 3 folds by patient), readings (ordinal 1–5 scores from a
-    shared latent response plus reader noise, call = score ≥ 4) and per-fold thresholds matched
-    to each reader's specificity on the other folds (the training side)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for p in range(n_patients):
-        patient_effect = rng.normal(0, 0.8)
-        for lesion in range(rng.integers(1, 5)):
-            latent = patient_effect + rng.normal()
-            rows.append({"patient_id": f"P{p:03d}", "lesion_id": f"L{lesion + 1}", "fold": p % 3,
-                         "latent": latent, "pcr": int(latent + rng.normal(0, 0.7) > 0.3)})
-    pred = pd.DataFrame(rows)
-    pred["prob_pcr"] = expit(1.3 * pred.latent + rng.normal(0, 0.8, len(pred)) - 0.4)
-    readings = []
-    for i, r in enumerate(readers):
-        score = np.clip(np.round(3 + 1.2 * pred.latent + rng.normal(0, 0.6 + 0.2 * i, len(pred))), 1, 5).astype(int)
-        readings.append(pred[["patient_id", "lesion_id"]].assign(reader_id=r, score=score,
-                                                                  call=(score >= 4).astype(int)))
-    readings = pd.concat(readings, ignore_index=True)[["reader_id", "patient_id", "lesion_id", "score", "call"]]
-    thresholds = []
-    for fold in range(3):
-        train = pred[pred.fold != fold]
-        for r in readers:
-            calls = paired(train, readings, r)
-            spec = float(((calls.call == 0) & (calls.pcr == 0)).sum() / (calls.pcr == 0).sum())
-            t = stats.threshold_for_specificity(calls.pcr, calls.prob_pcr, spec)
-            thresholds.append({"fold": fold, "reader_id": r, "reader_specificity_val": spec, "threshold": t.threshold})
-    pred = pred[["patient_id", "lesion_id", "fold", "prob_pcr", "pcr"]]
-    return pred, readings, pd.DataFrame(thresholds)
-
-
-def counts_for(pred, readings, without_outcome: int = 0, without_prediction: int = 0) -> dict:
-    key = ["patient_id", "lesion_id"]
-    counts = {"lesions_in_cohort": len(pred) + without_outcome + without_prediction,
-              "patients_in_cohort": int(pred.patient_id.nunique()), "lesions_without_outcome": without_outcome,
-              "lesions_without_prediction": without_prediction, "predictions_not_in_cohort": 0,
-              "lesions_evaluated": len(pred)}
-    for r, reads in readings.groupby("reader_id"):
-        counts[f"lesions_without_reading_{r}"] = len(pred) - len(pred.merge(reads[key], on=key))
-    return counts
+DECISION_THRESHOLDS = settings().threshold_grid
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +28,7 @@ def full(tmp_path_factory):
     pred, readings, thresholds = make_tables()
     out = tmp_path_factory.mktemp("report")
     counts = counts_for(pred, readings, without_outcome=7, without_prediction=2)
-    report = build_report(pred, readings, thresholds, counts, out, n_boot=N_BOOT, seed=SEED)
+    report = build_report(pred, readings, thresholds, counts, out, settings=settings())
     return pred, readings, thresholds, out, report
 
 
@@ -82,7 +41,7 @@ def _strict_json(path):
 def test_all_sections_written(full):
     pred, readings, thresholds, out, report = full
     data = _strict_json(out / "report.json")
-    assert set(data) == SECTIONS
+    assert set(data) == SECTIONS | {"header"}
     for name in ("report.md", "report.html", "report.json", "roc.png", "calibration.png", "decision_curve.png"):
         assert (out / name) in report.files and (out / name).stat().st_size > 0
     assert data["mrmc"]["available"] and data["agreement"]["available"] and data["decision_curve"]["available"]
@@ -183,7 +142,7 @@ def test_png_and_html(full):
 
 def test_one_reader_mrmc_absent_with_reason(tmp_path):
     pred, readings, thresholds = make_tables(readers=("R1",))
-    report = build_report(pred, readings, thresholds, counts_for(pred, readings), tmp_path, n_boot=N_BOOT, seed=SEED)
+    report = build_report(pred, readings, thresholds, counts_for(pred, readings), tmp_path, settings=settings())
     mrmc = _strict_json(tmp_path / "report.json")["mrmc"]
     assert mrmc["available"] is False and "at least 2 readers" in mrmc["reason"]
     assert "MRMC analysis not shown" in report.markdown and "at least 2 readers" in report.markdown
@@ -201,7 +160,7 @@ def test_reader_who_read_only_some_lesions(tmp_path):
     n_read = len(pred) - len(dropped)
     counts = counts_for(pred, readings)
     assert counts["lesions_without_reading_R3"] == len(dropped)
-    report = build_report(pred, readings, thresholds, counts, tmp_path, n_boot=N_BOOT, seed=SEED)
+    report = build_report(pred, readings, thresholds, counts, tmp_path, settings=settings())
     s = report.sections
     assert f"| lesions without reading R3 | {len(dropped)} |" in report.markdown
     assert s["counts"]["lesions_read_by_R3"] == n_read and s["counts"]["lesions_read_by_all_readers"] == n_read
@@ -221,7 +180,7 @@ def test_reader_who_read_only_some_lesions(tmp_path):
 
 def test_without_thresholds_matched_points_not_available(tmp_path):
     pred, readings, _ = make_tables()
-    report = build_report(pred, readings, None, counts_for(pred, readings), tmp_path, n_boot=N_BOOT, seed=SEED)
+    report = build_report(pred, readings, None, counts_for(pred, readings), tmp_path, settings=settings())
     op = report.sections["operating_points"][0]
     assert op["model_matched"]["available"] is False and "thresholds" in op["model_matched"]["reason"]
     assert op["reader_calls"]["sensitivity"]["n"] > 0

@@ -39,12 +39,12 @@ def _obuchowski_brute(truth, scores, clusters):
     b_i = np.zeros((k, big_i))
     for r in range(k):
         s = scores[r]
-        theta[r] = sum(psi(s[j], s[l]) for j in pos_all for l in neg_all) / (big_m * big_n)
+        theta[r] = sum(psi(s[j], s[c]) for j in pos_all for c in neg_all) / (big_m * big_n)
         for ci, members in enumerate(idx):
             pos = [j for j in members if truth[j]]
-            neg = [l for l in members if not truth[l]]
-            v10 = sum(sum(psi(s[j], s[l]) for l in neg_all) / big_n for j in pos)
-            v01 = sum(sum(psi(s[j], s[l]) for j in pos_all) / big_m for l in neg)
+            neg = [c for c in members if not truth[c]]
+            v10 = sum(sum(psi(s[j], s[c]) for c in neg_all) / big_n for j in pos)
+            v01 = sum(sum(psi(s[j], s[c]) for j in pos_all) / big_m for c in neg)
             a_i[r, ci] = v10 - len(pos) * theta[r]
             b_i[r, ci] = v01 - len(neg) * theta[r]
     m_i = np.array([truth[m].sum() for m in idx])

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from dlm_ml.stats.clustered import clustered_auc_difference
-from dlm_ml.stats.mrmc import MRMCResult, model_vs_readers, mrmc
+from dlm_ml.stats.mrmc import HILLIS_DF_NOTE_ABOVE, MRMCResult, model_vs_readers, mrmc, reader_by_test_variance
 from dlm_ml.stats.roc import delong_test
 
 
@@ -210,7 +210,7 @@ def test_jackknife_matches_bruteforce_leave_one_out(vandyke, vd):
     dev = loo - loo.mean(axis=0)
     expected = (cases.size - 1) / cases.size * dev.T @ dev
     np.testing.assert_allclose(vd.covariance.to_numpy(), expected, rtol=1e-10, atol=1e-15)
-    for g, key in enumerate(groups):
+    for key in groups:
         assert vd.aucs.set_index(["test", "reader"]).loc[key, "auc"] == pytest.approx(
             _auc_bruteforce(truth, wide[key].to_numpy()), abs=1e-12)
 
@@ -449,3 +449,27 @@ def test_to_dict_is_strict_json_and_summary_is_readable(vd, franken):
     model, readings = _model_and_readings(franken, np.random.default_rng(4))
     single = model_vs_readers(model, readings[readings["reader"] == 1])
     json.dumps(single.to_dict(), allow_nan=False)  # NaN components become null
+
+
+def test_huge_hillis_df_carries_a_note():
+    """Readers who differ by one rating: the reader x test variance estimate is ~0 and Hillis' df
+    explodes; the result says why (and the summary prints it) instead of a bare number."""
+    rng = np.random.default_rng(0)
+    n = 60
+    truth = rng.integers(0, 2, n)
+    cases = pd.DataFrame({"case": np.arange(n), "truth": truth,
+                          "prob": np.clip(0.5 + 0.3 * (truth - 0.5) + rng.normal(0, 0.2, n), 0, 1)})
+    base = np.clip(np.round(3 + 1.5 * (truth - 0.5) + rng.normal(0, 1, n)), 1, 5)
+    other = base.copy()
+    other[3] = min(5, other[3] + 1)
+    long = pd.concat([pd.DataFrame({"case": np.arange(n), "reader": r, "rating": s})
+                      for r, s in (("R1", base), ("R2", other), ("R3", base))])
+    res = model_vs_readers(cases, long, case="case", truth="truth", prob="prob", rating="rating")
+    assert res.rrrc.df2 > HILLIS_DF_NOTE_ABOVE
+    assert "reader x test interaction variance" in res.rrrc.note and "normal" in res.rrrc.note
+    assert abs(reader_by_test_variance(res.components)) < 1e-5
+    assert res.to_dict()["rrrc"]["note"] == res.rrrc.note and f"Note: {res.rrrc.note}" in res.summary()
+
+
+def test_ordinary_hillis_df_has_no_note(vd):
+    assert vd.rrrc.df2 < 100 and vd.rrrc.note is None and "Note:" not in vd.summary()

@@ -6,27 +6,17 @@ so file digests are cached by (path, size, mtime); ``verify=True`` rehashes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from dlm_ml.data.cohort import schema
 from dlm_ml.utils.atomic import atomic_write_text
-
-_CHUNK = 1 << 20
+from dlm_ml.utils.hashing import file_sha256, payload_digest
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("DLM_ML_CACHE", Path.home() / ".cache" / "dlm_ml"))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _cohort_files(root: Path) -> list[Path]:
@@ -41,7 +31,8 @@ def _cohort_files(root: Path) -> list[Path]:
     return files
 
 
-def cohort_file_digests(root: str | Path, *, verify: bool = False, cache_dir: str | Path | None = None) -> dict[str, str]:
+def cohort_file_digests(root: str | Path, *, verify: bool = False,
+                        cache_dir: str | Path | None = None) -> dict[str, str]:
     """SHA-256 of every file of the cohort, keyed by path relative to ``root``."""
     root = Path(root).resolve()
     cache_path = Path(cache_dir or default_cache_dir()) / "file_digests.json"
@@ -69,8 +60,8 @@ def cohort_file_digests(root: str | Path, *, verify: bool = False, cache_dir: st
 
 
 def fingerprint_from_digests(digests: dict[str, str]) -> str:
-    """One hash over file names and their digests."""
-    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+    """One full SHA-256 over file names and their digests (provenance keeps the full length)."""
+    return payload_digest(digests, short=False)
 
 
 def cohort_fingerprint(root: str | Path, *, verify: bool = False, cache_dir: str | Path | None = None) -> str:

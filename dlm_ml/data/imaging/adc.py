@@ -265,7 +265,9 @@ def agreement_table(
     where the lowest-b trace signal exceeds ``min_signal`` and the scanner ADC
     is positive. Rows hold :func:`compare_adc`'s figures plus the settings.
     """
-    from .dicom import load_dwi, read_dicom_series  # deferred: keeps this module numpy/SimpleITK only
+    # Deferred: the DICOM package (pydicom) takes about 0.5 s to import, which callers fitting
+    # arrays or NIfTI images never need.
+    from dlm_ml.data.imaging.dicom import load_dwi, read_dicom_series  # noqa: PLC0415
 
     trace = load_dwi(dwi_path).trace()
     scanner = sitk.GetArrayFromImage(read_dicom_series(scanner_adc_path)).astype(np.float64)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
+from dlm_ml.utils.atomic import atomic_path
+
 # Files SimpleITK reads directly; checked before any DICOM probing.
 PLAIN_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".img", ".img.gz")
 
@@ -51,7 +53,9 @@ def read_image(path: str | os.PathLike) -> sitk.Image:
             return sitk.ReadImage(str(path))
         except RuntimeError as err:
             raise ValueError(f"cannot read image {path}: {err}") from err
-    from . import dicom  # deferred: pydicom import costs time the NIfTI path does not need
+    # Deferred: importing the DICOM package (pydicom) takes about 0.5 s, which the NIfTI path
+    # does not need (checked by tests/data/imaging/test_imageio.py).
+    from dlm_ml.data.imaging import dicom  # noqa: PLC0415
 
     if path.is_dir() or name.endswith(".zip"):
         return dicom.read_dicom_series(path)
@@ -64,18 +68,7 @@ def read_image(path: str | os.PathLike) -> sitk.Image:
 
 
 def write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> None:
-    """Write ``image`` atomically: to a temporary name beside ``path``, then rename.
-
-    The temporary name starts with a dot and contains ``.tmp<pid>``, so an
-    interrupted write never leaves a file under the final name.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes)
-    tmp = path.with_name(f".{path.name[: -len(suffix)] if suffix else path.name}.tmp{os.getpid()}{suffix}")
-    try:
+    """Write ``image`` atomically (:func:`dlm_ml.utils.atomic.atomic_path`): an interrupted write
+    never leaves a file under the final name. The format follows the suffix (``.nii.gz``, ``.nrrd``)."""
+    with atomic_path(path) as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=compress)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

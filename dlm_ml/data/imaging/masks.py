@@ -34,7 +34,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 
-from .dicom import SEG_SOP_CLASS, DicomError, orthonormal_axes
+from dlm_ml.data.imaging.dicom import SEG_SOP_CLASS, DicomError, orthonormal_axes
+from dlm_ml.data.imaging.imageio import read_image
 
 DIAMETER_METHODS: tuple[str, ...] = ("equivalent_sphere", "max_extent")
 
@@ -125,7 +126,8 @@ def read_seg(path: str | os.PathLike) -> Segmentation:
     else:
         binary = frames > 0
 
-    segments = {int(item.SegmentNumber): str(item.get("SegmentLabel", f"segment {item.SegmentNumber}")) for item in ds.SegmentSequence}
+    segments = {int(item.SegmentNumber): str(item.get("SegmentLabel", f"segment {item.SegmentNumber}"))
+                for item in ds.SegmentSequence}
     shared = _seq_item(ds, "SharedFunctionalGroupsSequence")
     per_frames = ds.get("PerFrameFunctionalGroupsSequence", None)
     if per_frames is None or len(per_frames) != n_frames:
@@ -238,7 +240,8 @@ def resample_to(mask: sitk.Image, reference: sitk.Image) -> sitk.Image:
     if _same_grid(mask, reference):
         out = sitk.Cast(mask, sitk.sitkUInt8)
     else:
-        out = sitk.Resample(sitk.Cast(mask, sitk.sitkUInt8), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        out = sitk.Resample(sitk.Cast(mask, sitk.sitkUInt8), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+                            sitk.sitkUInt8)
     out.CopyInformation(reference)
     return out
 
@@ -278,8 +281,6 @@ def load_mask(
             label = next(iter(seg.segments))
         mask = seg.masks[seg.number(label, str(path))]
     else:
-        from .imageio import read_image
-
         try:
             image = sitk.ReadImage(str(path)) if path.is_file() else read_image(path)
         except (RuntimeError, ValueError, DicomError) as err:

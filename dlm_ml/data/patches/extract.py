@@ -11,10 +11,6 @@ interpolation from the source voxels, never a resampled copy.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,14 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
-from tqdm.auto import tqdm
 
 from dlm_ml.data.cohort import Cohort, schema
 from dlm_ml.data.cohort.fingerprint import cohort_fingerprint
 from dlm_ml.data.imaging.imageio import read_image
-from dlm_ml.data.registration.cohort import read_transform
-from dlm_ml.utils.atomic import atomic_write_text
-from dlm_ml.utils.parallel import pool_size
+from dlm_ml.data.registration.cohort import read_transform, register_cohort
+from dlm_ml.utils.atomic import atomic_path, atomic_write_json
+from dlm_ml.utils.hashing import payload_digest
+from dlm_ml.utils.parallel import parallel_map
 
 # Bump when the extraction algorithm changes, so old caches are never reused.
 PATCH_ALGORITHM_VERSION = 2
@@ -226,7 +222,7 @@ def patch_cache_key(cohort: Cohort, config: PatchConfig, fingerprint: str | None
             "transforms": registration.content_hashes(),
         },
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return payload_digest(payload)
 
 
 def _excluded_images(registration, lesions: pd.DataFrame, config: PatchConfig) -> pd.DataFrame:
@@ -262,8 +258,6 @@ def build_patches(cohort: Cohort, config: PatchConfig, cache_dir: str | Path, *,
     lesions = lesions.sort_values(list(schema.LESION_KEY), kind="stable").reset_index(drop=True)
     regs = None
     if registration is not None and registration.enabled:
-        from dlm_ml.data.registration import register_cohort
-
         regs = register_cohort(cohort, registration, cache_dir, channels=config.channels,
                                patients=sorted(lesions.patient_id.unique()), progress=progress, log=log)
         for line in regs.summary_text().splitlines()[1:]:
@@ -301,30 +295,18 @@ def build_patches(cohort: Cohort, config: PatchConfig, cache_dir: str | Path, *,
     s = config.size_voxels
     image = np.zeros((len(lesions), len(config.channels), s, s, s), dtype=np.float32)
     present = np.zeros((len(lesions), len(config.channels)), dtype=bool)
-    bar = tqdm(total=len(jobs), desc="patches", unit="patient", disable=not progress)
-    num_workers = pool_size(num_workers, len(jobs))
-    if num_workers > 1:
-        with ProcessPoolExecutor(num_workers) as pool:
-            results = pool.map(_extract_patient, jobs)
-            for rows, out, pres in results:
-                image[rows], present[rows] = out, pres
-                bar.update()
-    else:
-        for job in jobs:
-            rows, out, pres = _extract_patient(job)
-            image[rows], present[rows] = out, pres
-            bar.update()
-    bar.close()
+    results = parallel_map(_extract_patient, jobs, workers=num_workers, desc="patches", unit="patient",
+                           progress=progress)
+    for rows, out, pres in results:
+        image[rows], present[rows] = out, pres
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
-    np.savez(tmp, image=image, present=present, patient_id=lesions.patient_id.to_numpy(str),
-             lesion_id=lesions.lesion_id.to_numpy(str))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, image=image, present=present, patient_id=lesions.patient_id.to_numpy(str),
+                 lesion_id=lesions.lesion_id.to_numpy(str))
     manifest = {"key": key, "config": config.to_dict(), "n_lesions": len(lesions),
                 "channels": config.channel_names(), "cohort": str(cohort.root),
                 "registration": None if regs is None else {"config": regs.config.to_dict(), **regs.summary()},
                 "excluded_images": excluded.to_dict("records")}
-    atomic_write_text(path.with_suffix(".json"), json.dumps(manifest, indent=2, default=str))
+    atomic_write_json(path.with_suffix(".json"), manifest)
     return PatchSet(image, present, lesions[["patient_id", "lesion_id", "pcr"]], config.channel_names(),
                     config.spacing_mm, key, regs, excluded)

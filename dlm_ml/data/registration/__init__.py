@@ -1,4 +1,4 @@
-"""Registration of every image into its patient's baseline CT space (DESIGN.md §2).
+"""Registration of every image into its patient's baseline CT space (docs/design.md §2).
 
 Public API::
 

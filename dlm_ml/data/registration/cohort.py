@@ -18,27 +18,24 @@ when read, with the thresholds in force.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
-from tqdm.auto import tqdm
 
 from dlm_ml.data.cohort import schema
-from dlm_ml.data.cohort.fingerprint import cohort_file_digests, file_sha256
+from dlm_ml.data.cohort.fingerprint import cohort_file_digests
 from dlm_ml.data.imaging.imageio import read_image
 from dlm_ml.data.registration.config import RegistrationConfig
 from dlm_ml.data.registration.pair import PairResult, WorkingImage, prepare, register_pair
-from dlm_ml.utils.atomic import atomic_write_text
-from dlm_ml.utils.parallel import available_cores, pool_size
+from dlm_ml.utils.atomic import atomic_path, atomic_write_text
+from dlm_ml.utils.hashing import file_sha256, payload_digest
+from dlm_ml.utils.parallel import available_cores, parallel_map, pool_size
 
 # Bump when the registration algorithm changes, so cached transforms are never reused.
 REGISTRATION_ALGORITHM_VERSION = 1
@@ -50,20 +47,10 @@ TABLE_COLUMNS = ["patient_id", "timepoint", "modality", "fixed", "transform_path
                  "flagged", "reasons", "seconds", "cached", "patient_seconds"]
 
 
-def _hash(payload) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
-
-
 def write_transform(transform: sitk.Transform, path: Path) -> str:
     """Write an ITK transform file atomically; returns its SHA-256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
+    with atomic_path(path) as tmp:
         sitk.WriteTransform(transform, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return file_sha256(path)
 
 
@@ -145,7 +132,7 @@ def register_patient(job: PatientJob) -> list[dict]:
             return pairs[(fixed, moving)]
         stages = config.stages_for(moving[1])
         uses_roi = any(s.mask == "lesions" for s in stages)
-        key = _hash({"version": REGISTRATION_ALGORITHM_VERSION, "fixed": job.images[fixed][1],
+        key = payload_digest({"version": REGISTRATION_ALGORITHM_VERSION, "fixed": job.images[fixed][1],
                      "moving": job.images[moving][1], "modalities": [fixed[1], moving[1]],
                      "config": {k: v for k, v in config.key_dict().items() if k not in ("failure", "ct_stages",
                                                                                        "adc_stages", "bspline")},
@@ -170,6 +157,7 @@ def register_patient(job: PatientJob) -> list[dict]:
                       "version": REGISTRATION_ALGORITHM_VERSION, **_pair_record(result)}
             if not result.error:  # failures are recomputed rather than cached
                 write_transform(transform, tfm)
+                # json, not atomic_write_json: a NaN metric must read back as NaN, not None.
                 atomic_write_text(meta, json.dumps(record, indent=2))
         out = {"key": key, "path": tfm, "transform": transform, "record": record, "cached": cached,
                "reasons": _reasons(record, config, moving[1])}
@@ -196,7 +184,7 @@ def register_patient(job: PatientJob) -> list[dict]:
         else:
             composed = sitk.CompositeTransform([links[-1]["transform"], links[0]["transform"]])
             composed.FlattenTransform()
-        ckey = _hash({"version": REGISTRATION_ALGORITHM_VERSION, "chain": [link["key"] for link in links]})
+        ckey = payload_digest({"version": REGISTRATION_ALGORITHM_VERSION, "chain": [link["key"] for link in links]})
         ctfm, cmeta = root / "composed" / f"{ckey}.tfm", root / "composed" / f"{ckey}.json"
         if ctfm.is_file() and cmeta.is_file():
             sha = json.loads(cmeta.read_text())["transform_sha256"]
@@ -334,25 +322,15 @@ def register_cohort(cohort, config: RegistrationConfig, cache_dir: str | os.Path
         jobs.append(PatientJob(pid, images, wanted, centres, config, str(cache_dir)))
     workers = pool_size(workers or config.workers, len(jobs))
     threads = _threads(config, workers)
-    rows: list[dict] = []
     started = time.perf_counter()
-    bar = tqdm(total=len(jobs), desc="registration", unit="patient", disable=not progress)
-    if workers == 1:
-        previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-        _init_worker(threads)
-        try:
-            for job in jobs:
-                rows += register_patient(job)
-                bar.update()
-        finally:
-            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
-    else:
-        ctx = multiprocessing.get_context("spawn")  # safe whatever the parent imported (torch, threads)
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
-            for fut in as_completed([pool.submit(register_patient, job) for job in jobs]):
-                rows += fut.result()
-                bar.update()
-    bar.close()
+    # With one worker the initializer runs in this process: restore its thread count afterwards.
+    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    try:
+        per_patient = parallel_map(register_patient, jobs, workers=workers, desc="registration", unit="patient",
+                                   progress=progress, initializer=_init_worker, initargs=(threads,))
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+    rows = [row for patient_rows in per_patient for row in patient_rows]
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     table = table.sort_values(["patient_id", "timepoint", "modality"], kind="stable").reset_index(drop=True)
     table["flagged"] = table["flagged"].astype(bool)
@@ -365,4 +343,4 @@ def register_cohort(cohort, config: RegistrationConfig, cache_dir: str | os.Path
 def _dir_hash(digests: dict[str, str], rel: str) -> str:
     """Content hash of an image stored as a folder (DICOM series): its files' digests."""
     prefix = str(Path(rel)) + os.sep
-    return _hash(sorted((k, v) for k, v in digests.items() if k.startswith(prefix)))
+    return payload_digest(sorted((k, v) for k, v in digests.items() if k.startswith(prefix)))

@@ -2,8 +2,8 @@
 
 Everything here is part of the cache key of a registration (and so of the patch cache),
 except ``workers`` and ``threads_per_worker``, which change only how fast it runs.
-Built from ``cfg.data.registration`` by :func:`registration_config_from_cfg` or by
-``hydra.utils.instantiate`` (the YAML block names this class as ``_target_``).
+Built by ``hydra.utils.instantiate(cfg.data.registration)``: the config group
+``dlm_ml/conf/data/registration/`` names :class:`RegistrationConfig` as its ``_target_``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
 
 TRANSFORMS = ("rigid", "affine", "bspline")
 METRICS = ("mattes", "correlation", "mean_squares")
@@ -239,21 +242,16 @@ class RegistrationConfig:
 
 def _plain(value) -> dict:
     """A mapping (dict, OmegaConf DictConfig) as a dict without Hydra's ``_target_``-style keys."""
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(value, DictConfig):
-            value = OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
+    if isinstance(value, DictConfig):
+        value = OmegaConf.to_container(value, resolve=True)
     return {k: v for k, v in dict(value).items() if not str(k).startswith("_")}
 
 
 def registration_config_from_cfg(data_cfg) -> RegistrationConfig | None:
-    """The :class:`RegistrationConfig` of a data config's ``registration`` block, or ``None``
-    when the block is absent or ``enabled: false`` (then images are used as they lie)."""
-    block = data_cfg.get("registration") if hasattr(data_cfg, "get") else None
+    """``instantiate(data_cfg.registration)``, or ``None`` when the block is absent or
+    ``enabled: false`` (then images are used as they lie)."""
+    block = data_cfg.get("registration")
     if block is None:
         return None
-    config = RegistrationConfig(**_plain(block))
+    config = hydra.utils.instantiate(block)
     return config if config.enabled else None

@@ -10,8 +10,6 @@ what shows whether it is in the right place.
 
 from __future__ import annotations
 
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import matplotlib
@@ -20,12 +18,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 from dlm_ml.data.cohort import schema  # noqa: E402
 from dlm_ml.data.imaging.imageio import read_image  # noqa: E402
 from dlm_ml.data.registration.cohort import read_transform  # noqa: E402
 from dlm_ml.utils.figures import save_figure  # noqa: E402
+from dlm_ml.utils.parallel import parallel_map  # noqa: E402
 
 # Display windows: CT soft tissue (HU), ADC (µm²/s).
 WINDOWS = {"ct": (-160.0, 240.0), "adc": (0.0, 2500.0)}
@@ -153,17 +151,6 @@ def write_registration_qa(cohort, registration, out_dir, *, timepoints=None, mod
         pl = cohort.lesions[cohort.lesions["patient_id"] == pid]
         lesions = [(str(r.lesion_id), (float(r.x_mm), float(r.y_mm), float(r.z_mm))) for r in pl.itertuples()]
         jobs.append((pid, image_paths, rows, lesions, timepoints, modalities, str(out_dir)))
-    written: list[str] = []
-    bar = tqdm(total=len(jobs), desc="registration QA", unit="patient", disable=not progress)
-    if workers <= 1:
-        for job in jobs:
-            written += _patient_qa(job)
-            bar.update()
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            for fut in as_completed([pool.submit(_patient_qa, job) for job in jobs]):
-                written += fut.result()
-                bar.update()
-    bar.close()
-    return sorted(Path(p) for p in written)
+    per_patient = parallel_map(_patient_qa, jobs, workers=workers, desc="registration QA", unit="patient",
+                               progress=progress)
+    return sorted(Path(p) for files in per_patient for p in files)

@@ -1,17 +1,20 @@
-"""Synthetic cohorts of colorectal liver metastases for dlm_ml (DESIGN.md §3, §8).
+"""Synthetic cohorts of colorectal liver metastases for dlm_ml (docs/design.md §3, §8).
 
 Public API::
 
     config = make_config("default", **{"n_patients": 12, "effects.adc_change": 0.2})
+    config = make_config("tiny", ["effects.adc_change=0.2"])   # command-line style overrides
     generate_cohort("outputs/cohort", config)   # images + tables + truth/
     tables = simulate_tables(config)            # the same tables, no images (fast)
-    main(["outputs/cohort", "--preset", "tiny"])  # the dlm-synth console script
+
+The ``dlm-synth`` command is :mod:`dlm_ml.cli.synth`. Presets are YAML files in
+``dlm_ml/conf/synthetic/`` (``preset_names()``, ``preset_descriptions()``).
 
 Modules: ``config`` (parameters, presets), ``geometry`` (image grids, visit
 poses), ``anatomy`` (shapes, lesion placement, rendering), ``biology`` (latent
 response, lesions through time, outcomes), ``readers`` (simulated radiologists
 and their figures), ``tables`` (tables without images), ``writer`` (cohort on
-disk, CLI).
+disk).
 
 Second version (default): every image has its own grid (spacing, field of view,
 flipped axes) and its own true pose (rigid motion between and within visits, a
@@ -24,25 +27,26 @@ aligned first version.
 """
 
 from dlm_ml.data.synthetic.config import (
-    PRESETS,
     SynthConfig,
-    apply_overrides,
     config_from_dict,
     make_config,
-    valid_keys,
+    preset_descriptions,
+    preset_names,
+    settable_keys,
 )
-from dlm_ml.data.synthetic.tables import simulate_tables, summarize
-from dlm_ml.data.synthetic.writer import generate_cohort, main
+from dlm_ml.data.synthetic.tables import format_summary, simulate_tables, summarize
+from dlm_ml.data.synthetic.writer import disk_usage, generate_cohort
 
 __all__ = [
-    "PRESETS",
     "SynthConfig",
-    "apply_overrides",
     "config_from_dict",
+    "disk_usage",
+    "format_summary",
     "generate_cohort",
-    "main",
     "make_config",
+    "preset_descriptions",
+    "preset_names",
+    "settable_keys",
     "simulate_tables",
     "summarize",
-    "valid_keys",
 ]

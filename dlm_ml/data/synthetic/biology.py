@@ -185,8 +185,10 @@ def simulate_patient(index: int, config: SynthConfig, seed: np.random.SeedSequen
     visible = (u_vis * p_vis0 < visibility_probability(d1, config)).astype(int)
     vis = config.visibility
     c0 = np.maximum(it.lesion_contrast_hu_mean + it.lesion_contrast_hu_sd * z_c0, it.lesion_contrast_hu_min)
-    resid = ef.ct_contrast_residual_nonresponder + (ef.ct_contrast_residual_responder - ef.ct_contrast_residual_nonresponder) * R
-    c1 = np.where(visible == 1, np.maximum(c0 * resid * np.exp(ef.ct_contrast_noise * z_c1), vis.visible_min_contrast_hu),
+    resid = ef.ct_contrast_residual_nonresponder \
+        + (ef.ct_contrast_residual_responder - ef.ct_contrast_residual_nonresponder) * R
+    c1 = np.where(visible == 1,
+                  np.maximum(c0 * resid * np.exp(ef.ct_contrast_noise * z_c1), vis.visible_min_contrast_hu),
                   vis.invisible_contrast_hu * u_invis)
     adc0 = np.clip(it.adc_lesion_mean + ef.adc_baseline_shift * R + it.adc_lesion_sd * z_adc0, 500, 2500)
     chg = ef.adc_change_nonresponder + (ef.adc_change - ef.adc_change_nonresponder) * R + ef.adc_change_noise * z_chg
@@ -225,11 +227,13 @@ def simulate_patient(index: int, config: SynthConfig, seed: np.random.SeedSequen
                                       it.adc_noise, kidney=it.adc_kidney * scale, disc=it.adc_disc * scale,
                                       vessel=it.adc_vessel * scale, background_sd=it.adc_background)
     adc_fu = np.select([resected == 1, pcr == 1], [np.full(n, it.adc_cavity), adc1], adc0)
-    ct_fu = np.select([resected == 1, pcr == 1], [np.full(n, it.cavity_hu), liver_hu[TP_FU] - vis.invisible_contrast_hu * u_invis],
+    ct_fu = np.select([resected == 1, pcr == 1],
+                      [np.full(n, it.cavity_hu), liver_hu[TP_FU] - vis.invisible_contrast_hu * u_invis],
                       liver_hu[TP_FU] - c0)
     values = {
         (TP_BASE, "ct"): (d0, liver_hu0 - c0), (TP_PRE, "ct"): (d1, liver_hu1 - c1), (TP_FU, "ct"): (d_fu, ct_fu),
-        (TP_BASE, "adc"): (d0, adc0 * scale), (TP_PRE, "adc"): (d1, adc1 * scale), (TP_FU, "adc"): (d_fu, adc_fu * scale),
+        (TP_BASE, "adc"): (d0, adc0 * scale), (TP_PRE, "adc"): (d1, adc1 * scale),
+        (TP_FU, "adc"): (d_fu, adc_fu * scale),
     }
     cts = [tuple(float(v) for v in c) for c in centres]
     draws = {key: [(cts[i], float(d[i]), float(v[i])) for i in range(n)] for key, (d, v) in values.items()}
@@ -271,7 +275,8 @@ def simulate_patient(index: int, config: SynthConfig, seed: np.random.SeedSequen
                                size_factor=round(float(factor[i]), 4)) for i in range(n)],
         "truth_patients": [dict(patient_id=pid, patient_effect=round(float(u), 4),
                                 patient_effect_other=round(float(u2), 4), mean_response_degree=round(mean_R, 4),
-                                liver_hu_baseline=round(float(liver_hu0), 2), liver_hu_presurgery=round(float(liver_hu1), 2),
+                                liver_hu_baseline=round(float(liver_hu0), 2),
+                                liver_hu_presurgery=round(float(liver_hu1), 2),
                                 liver_adc=round(float(liver_adc), 1), ct_noise_hu=noise_ct, adc_scale=scale,
                                 **anatomy.as_record())],
         "truth_images": [dict(patient_id=pid, timepoint=s.timepoint, modality=s.modality,

@@ -11,6 +11,11 @@ degree* ``R = Phi((L - q) / response_width)`` in [0, 1], ``q`` the
 with ``L'`` an independent latent of the same structure, so ``effects.pcr_coupling = 0``
 (the ``null`` preset) makes pCR independent of everything images and readers see,
 while leaving every image identical for a given seed.
+
+The dataclasses below hold every default. A preset is a YAML file in ``dlm_ml/conf/synthetic/``
+holding only what it changes, plus a one-line ``about``; presets and dotted overrides are merged
+onto ``OmegaConf.structured(SynthConfig)``, so a misspelt key or a value of the wrong type is
+refused by OmegaConf (reworded here to name the key).
 """
 
 from __future__ import annotations
@@ -18,10 +23,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
 Vec3 = tuple[float, float, float]
 
@@ -251,145 +259,79 @@ class SynthConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-# Presets: dotted overrides applied to the defaults.
-_SMALL_GEOMETRY = {
-    "anatomy.scale": 0.55,
-    "anatomy.position_jitter_mm": 3.0,
-    # wide enough in-plane for the body outline, which registration locks on
-    "geometry.ct.fov_mm": (180.0, 140.0, 80.0),
-    "geometry.ct.spacing_mm": (1.5, 1.5, 3.0),
-    "geometry.adc.fov_mm": (180.0, 140.0, 80.0),
-    "geometry.adc.spacing_mm": (3.0, 3.0, 6.0),
-    "geometry.ct.origin_jitter_mm": 2.0,
-    "geometry.adc.origin_jitter_mm": 2.0,
-    "geometry.ct.inplane_spacing_mm": (1.3, 1.7),
-    "geometry.ct.slice_spacing_mm": (2.0, 4.0),
-    "geometry.adc.inplane_spacing_mm": (2.5, 3.5),
-    "geometry.adc.slice_spacing_mm": (5.0, 7.0),
-    "geometry.motion.translation_mm": 12.0,
-    "geometry.motion.adc_translation_mm": 8.0,
-    "geometry.motion.breathing_mm": 3.0,
-    "lesions.diameter_max_mm": 22.0,
-    "lesions.diameter_median_mm": 12.0,
-}
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # The demo cohort: ~100 patients, ~250 lesions, literature-calibrated.
-    "default": {},
-    # Imaging carries no information on pCR: identical images and readings, pCR
-    # drawn from a latent independent of everything they show.
-    "null": {"effects.pcr_coupling": 0.0},
-    # Strong effects: pCR lesions vanish or fade with a marked ADC rise, viable
-    # lesions stay; a small CNN separates them from few patients.
-    "easy": {
-        "n_patients": 40,
-        "anatomy.scale": 0.8,
-        "geometry.ct.fov_mm": (240.0, 184.0, 120.0),
-        "geometry.ct.spacing_mm": (1.5, 1.5, 3.0),
-        "geometry.adc.fov_mm": (240.0, 184.0, 120.0),
-        "geometry.adc.spacing_mm": (2.5, 2.5, 5.0),
-        "geometry.ct.inplane_spacing_mm": (1.3, 1.7),
-        "geometry.ct.slice_spacing_mm": (2.5, 3.5),
-        "geometry.adc.inplane_spacing_mm": (2.2, 2.8),
-        "geometry.adc.slice_spacing_mm": (4.5, 5.5),
-        "lesions.diameter_min_mm": 10.0,
-        "lesions.diameter_median_mm": 18.0,
-        "lesions.diameter_max_mm": 35.0,
-        "effects.pcr_noise": 0.15,
-        "effects.response_width": 0.2,
-        "effects.shrink_responder": 1.6,
-        "effects.shrink_nonresponder": 0.0,
-        "effects.shrink_noise": 0.1,
-        "effects.adc_change": 0.45,
-        "effects.adc_change_nonresponder": 0.0,
-        "effects.adc_change_noise": 0.04,
-        "effects.ct_contrast_residual_responder": 0.05,
-        "effects.ct_contrast_residual_nonresponder": 1.0,
-        "effects.ct_contrast_noise": 0.1,
-        "visibility.d50_mm": 5.0,
-        "intensity.lesion_contrast_hu_mean": 60.0,
-        "intensity.lesion_contrast_hu_min": 35.0,
-        "outcomes.pcr_prevalence": 0.4,
-        "readers.noise": 0.3,
-        "readers.shared_noise": 0.2,
-    },
-    # Unit tests: 10 small patients, generated in about a second.
-    "tiny": {"n_patients": 10, "missing.adc": 0.1, **_SMALL_GEOMETRY},
-}
+#: The preset files: ``<name>.yaml``, shipped with the package configuration.
+PRESET_DIR = Path(__file__).resolve().parents[2] / "conf" / "synthetic"
+#: The key of a preset file that describes it (one line); not a generator setting.
+ABOUT_KEY = "about"
 
 
-def _leaf_fields(cls: type, prefix: str = "") -> dict[str, Any]:
-    """Map every dotted leaf name of a config dataclass to its resolved type."""
-    out: dict[str, Any] = {}
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        tp = hints[f.name]
-        name = prefix + f.name
-        if dataclasses.is_dataclass(tp):
-            out.update(_leaf_fields(tp, name + "."))
-        else:
-            out[name] = tp
-    return out
+def preset_names() -> list[str]:
+    """Every preset, by file name."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def valid_keys() -> list[str]:
-    """Every dotted key ``make_config`` accepts."""
-    return sorted(_leaf_fields(SynthConfig))
+def _preset_file(preset: str) -> tuple[DictConfig, str]:
+    """A preset's settings (without ``about``) and its one-line description."""
+    if preset is None:
+        # An unquoted `null` in YAML or on the Hydra command line is no value at all.
+        raise ValueError("no synthetic preset given (None): an unquoted null in YAML or on the command line "
+                         "means 'no value'. To choose the preset named null, quote it: in YAML "
+                         "preset: \"null\"; on the command line data.synthetic.preset=\"'null'\" "
+                         "(or experiment=null_effect)")
+    path = PRESET_DIR / f"{preset}.yaml"
+    if not path.is_file():
+        raise KeyError(f"unknown preset {preset!r}; presets: {', '.join(preset_names())}")
+    node = OmegaConf.load(path)
+    about = str(node.pop(ABOUT_KEY, "") or "")
+    return node, about
 
 
-def _coerce(key: str, tp: Any, value: Any) -> Any:
-    """Convert ``value`` (a Python value, or a string from the command line) to ``tp``."""
-    if isinstance(value, str) and tp is not str:
-        value = yaml.safe_load(value)
-    origin = typing.get_origin(tp)
-    try:
-        if origin is tuple:
-            items = list(value) if isinstance(value, (list, tuple)) else None
-            if items is None:
-                raise TypeError("expected a list")
+def preset_descriptions() -> dict[str, str]:
+    """Preset name → its one-line description."""
+    return {name: _preset_file(name)[1] for name in preset_names()}
+
+
+def _key_error(err: Exception, where: str) -> Exception:
+    """An OmegaConf error reworded to name the dotted key (and, for an unknown key, its siblings)."""
+    key = getattr(err, "full_key", None) or "?"
+    if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        siblings = [k for k, _, _ in settable_keys() if k.rsplit(".", 1)[0] == parent] if parent else \
+            [k for k, _, _ in settable_keys() if "." not in k]
+        return KeyError(f"unknown synthetic config key {key!r} ({where}). Valid keys"
+                        f"{' under ' + parent if parent else ''}: {', '.join(siblings)}. "
+                        "`dlm-synth --list-keys` lists every key with its type and default")
+    reason = str(err).splitlines()[0]
+    return ValueError(f"invalid value for synthetic config key {key!r} ({where}): {reason}")
+
+
+def _as_declared(obj: Any, prefix: str = "") -> None:
+    """Give tuple-typed fields back their tuples (OmegaConf holds them as lists), checking the
+    length of fixed-size ones (a point in mm has 3 coordinates, a range 2 ends)."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value, tp = getattr(obj, f.name), hints[f.name]
+        if dataclasses.is_dataclass(value):
+            _as_declared(value, f"{prefix}{f.name}.")
+        elif typing.get_origin(tp) is tuple and isinstance(value, (list, tuple)):
             args = typing.get_args(tp)
-            if len(args) == 2 and args[1] is Ellipsis:
-                return tuple(_coerce(key, args[0], v) for v in items)
-            if len(items) != len(args):
-                raise TypeError(f"expected {len(args)} values, got {len(items)}")
-            return tuple(_coerce(key, a, v) for a, v in zip(args, items))
-        if tp is bool:
-            if not isinstance(value, bool):
-                raise TypeError("expected true/false")
-            return value
-        if tp is int:
-            if isinstance(value, bool) or float(value) != int(value):
-                raise TypeError("expected an integer")
-            return int(value)
-        if tp is float:
-            if isinstance(value, bool):
-                raise TypeError("expected a number")
-            return float(value)
-        if tp is str:
-            return str(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"invalid value {value!r} for {key}: {err}") from None
-    raise ValueError(f"unsupported type {tp} for {key}")
+            if not (len(args) == 2 and args[1] is Ellipsis) and len(value) != len(args):
+                raise ValueError(f"invalid value for synthetic config key {prefix + f.name!r}: "
+                                 f"expected {len(args)} values, got {len(value)}")
+            setattr(obj, f.name, tuple(value))
 
 
-def _set(config: SynthConfig, key: str, value: Any) -> None:
-    obj = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-        obj = getattr(obj, p)
-    setattr(obj, leaf, value)
+def _merge(base: DictConfig, update: Any, where: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, update)
+    except (ConfigKeyError, ConfigAttributeError, ValidationError) as err:
+        raise _key_error(err, where) from None
 
 
-def apply_overrides(config: SynthConfig, overrides: dict[str, Any]) -> SynthConfig:
-    """Set dotted keys (``"effects.adc_change"``; ``__`` also separates levels) in place."""
-    fields = _leaf_fields(SynthConfig)
-    unknown = [k for k in overrides if k.replace("__", ".") not in fields]
-    if unknown:
-        raise KeyError(f"unknown synthetic config key(s): {', '.join(sorted(unknown))}. "
-                       f"Valid keys: {', '.join(sorted(fields))}")
-    for key, value in overrides.items():
-        key = key.replace("__", ".")
-        _set(config, key, _coerce(key, fields[key], value))
+def _to_config(node: DictConfig) -> SynthConfig:
+    config = OmegaConf.to_object(node)
+    _as_declared(config)
+    validate(config)
     return config
 
 
@@ -437,31 +379,45 @@ def validate(config: SynthConfig) -> None:
         raise ValueError("invalid synthetic config: " + "; ".join(problems))
 
 
-def make_config(preset: str = "default", **overrides: Any) -> SynthConfig:
-    """The config of a preset with dotted overrides, e.g.
-    ``make_config("tiny", **{"n_patients": 12, "effects.adc_change": 0.2})``."""
-    if preset not in PRESETS:
-        raise KeyError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
-    config = SynthConfig()
-    apply_overrides(config, PRESETS[preset])
-    config.preset = preset
-    apply_overrides(config, overrides)
-    validate(config)
-    return config
+def make_config(preset: str = "default", dotlist: Sequence[str] = (), **overrides: Any) -> SynthConfig:
+    """The config of a preset, then command-line style ``dotlist`` overrides (``"effects.adc_change=0.2"``),
+    then dotted keyword overrides with Python values, e.g.
+    ``make_config("tiny", **{"n_patients": 12, "effects.adc_change": 0.2})`` (``__`` also separates levels).
+
+    Raises ``KeyError`` for an unknown preset or key, ``ValueError`` for a value of the wrong type or
+    a configuration the generator cannot honour; both name the key."""
+    settings, _ = _preset_file(preset)
+    node = _merge(OmegaConf.structured(SynthConfig), settings, f"preset {preset}")
+    node.preset = preset
+    node = _merge(node, OmegaConf.from_dotlist(list(dotlist)), "override")
+    for key, value in overrides.items():
+        key = key.replace("__", ".")
+        if isinstance(value, tuple):
+            value = list(value)  # OmegaConf holds sequences as lists
+        try:
+            OmegaConf.update(node, key, value, merge=True)
+        except (ConfigKeyError, ConfigAttributeError, ValidationError) as err:
+            raise _key_error(err, "override") from None
+    return _to_config(node)
 
 
 def config_from_dict(data: dict[str, Any]) -> SynthConfig:
     """Rebuild a config from ``SynthConfig.to_dict()`` (e.g. ``truth/config.json``)."""
-    flat: dict[str, Any] = {}
+    return _to_config(_merge(OmegaConf.structured(SynthConfig), data, "recorded config"))
 
-    def walk(d: dict[str, Any], prefix: str) -> None:
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(v, prefix + k + ".")
+
+def settable_keys(preset: str | None = None) -> list[tuple[str, str, Any]]:
+    """``(dotted key, type, value)`` of every generator setting: the defaults, or ``preset``'s values."""
+    config = make_config(preset) if preset is not None else SynthConfig()
+
+    def walk(obj: Any, prefix: str):
+        hints = typing.get_type_hints(type(obj))
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                yield from walk(value, f"{prefix}{f.name}.")
             else:
-                flat[prefix + k] = v
+                tp = hints[f.name]
+                yield prefix + f.name, tp.__name__ if isinstance(tp, type) else str(tp), value
 
-    walk(data, "")
-    config = apply_overrides(SynthConfig(), flat)
-    validate(config)
-    return config
+    return list(walk(config, ""))

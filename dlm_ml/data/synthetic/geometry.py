@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import SimpleITK as sitk
 
 IDENTITY3 = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
@@ -325,7 +326,5 @@ def true_transform(pose: VisitPose, reference: sitk.Image, spacing_mm: float = 4
 
 def load_true_poses(cohort_root) -> dict[tuple[str, str, str], VisitPose]:
     """(patient_id, timepoint, modality) → true pose, from a synthetic cohort's ``truth/images.csv``."""
-    import pandas as pd
-
     table = pd.read_csv(f"{cohort_root}/truth/images.csv", dtype={"patient_id": str})
     return {(r.patient_id, r.timepoint, r.modality): VisitPose.from_record(r) for r in table.itertuples()}

@@ -1,10 +1,11 @@
 """Simulated radiologists reading each lesion at presurgery, and the figures that
-describe them (NPV of a complete-response call, AUC, Cohen's kappa).
+describe them (PPV of a complete-response call, AUC, Cohen's kappa).
 
-Convention: ``call = 1`` means "read as complete response". The clinically quoted
-NPV of imaging for disappearing lesions is P(pCR | no lesion seen), i.e. here
-P(pcr = 1 | call = 1); its complement is the fraction of CR calls that still hold
-viable tumour (DREAM: 37.5 % for CT + MRI).
+Convention: ``call = 1`` means "read as complete response" (the positive call), so
+P(pcr = 1 | call = 1) is the call's positive predictive value (PPV). The literature on
+disappearing lesions takes "lesion seen" as the positive finding and quotes the same
+quantity, P(pCR | no lesion seen), as the NPV of imaging; its complement is the fraction
+of CR calls that still hold viable tumour (DREAM: 37.5 % for CT + MRI).
 """
 
 from __future__ import annotations
@@ -67,14 +68,14 @@ def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def reader_summary(outcomes: pd.DataFrame, readings: pd.DataFrame) -> pd.DataFrame:
-    """Per reader: CR calls, NPV = P(pCR | CR call), viable fraction among CR calls,
+    """Per reader: CR calls, PPV = P(pCR | CR call), viable fraction among CR calls,
     P(viable | residual call), sensitivity for pCR, AUC of the score."""
     merged = readings.merge(outcomes[["patient_id", "lesion_id", "pcr"]], on=["patient_id", "lesion_id"])
     rows = []
     for rid, g in merged.groupby("reader_id", sort=True):
         cr = g["call"] == 1
-        npv = g.loc[cr, "pcr"].mean() if cr.any() else float("nan")
-        rows.append(dict(reader_id=rid, n=len(g), cr_calls=int(cr.sum()), npv=npv, viable_among_cr_calls=1 - npv,
+        ppv = g.loc[cr, "pcr"].mean() if cr.any() else float("nan")
+        rows.append(dict(reader_id=rid, n=len(g), cr_calls=int(cr.sum()), ppv=ppv, viable_among_cr_calls=1 - ppv,
                          viable_among_residual_calls=1 - g.loc[~cr, "pcr"].mean() if (~cr).any() else float("nan"),
                          sensitivity_pcr=g.loc[g["pcr"] == 1, "call"].mean(), auc=auc(g["pcr"], g["score"])))
     return pd.DataFrame(rows)

@@ -74,7 +74,7 @@ def simulate_tables(config: SynthConfig) -> dict[str, pd.DataFrame]:
 
 def summarize(tables: dict[str, pd.DataFrame]) -> dict:
     """Headline figures of a cohort: counts, pCR prevalence, disappearing lesions,
-    readers' NPV / viable-among-CR-calls / AUC, and pairwise kappa."""
+    readers' PPV of a complete-response call / viable-among-CR-calls / AUC, and pairwise kappa."""
     out = tables["outcomes"]
     tl = tables["truth_lesions"]
     dlm = tl["visible_presurgery"] == 0
@@ -88,7 +88,8 @@ def summarize(tables: dict[str, pd.DataFrame]) -> dict:
         "disappeared_lesions": float(dlm.mean()),
         "patients_with_disappeared": float(per_patient.mean()),
         "viable_among_disappeared": float(1 - tl.loc[dlm, "pcr"].mean()) if dlm.any() else float("nan"),
-        "disappeared_median_baseline_mm": float(tl.loc[dlm, "diameter_baseline_mm"].median()) if dlm.any() else float("nan"),
+        "disappeared_median_baseline_mm": (float(tl.loc[dlm, "diameter_baseline_mm"].median()) if dlm.any()
+                                           else float("nan")),
         "resected": float(out["resected"].mean()),
         "images": int(len(tables["images"])),
         "images_missing": int((tables["truth_images"]["present"] == 0).sum()),
@@ -98,20 +99,30 @@ def summarize(tables: dict[str, pd.DataFrame]) -> dict:
     }
 
 
+def _pct(value) -> str:
+    """A fraction as a percentage; "n/a" where it is undefined (NaN in memory, null in summary.json)."""
+    return "n/a" if value is None or value != value else f"{value:.1%}"
+
+
 def format_summary(s: dict) -> str:
+    """The headline of :func:`summarize` (or of ``truth/summary.json``) as text."""
+    dlm_mm = s["disappeared_median_baseline_mm"]
     lines = [
         f"patients {s['patients']}, lesions {s['lesions']}, images {s['images']} ({s['images_missing']} missing)",
-        f"pCR prevalence (lesions) {s['pcr_prevalence']:.1%}; resected {s['resected']:.1%}",
-        f"disappeared at presurgery: {s['disappeared_lesions']:.1%} of lesions, {s['patients_with_disappeared']:.1%} "
-        f"of patients; viable among them {s['viable_among_disappeared']:.1%}; "
-        f"median baseline diameter {s['disappeared_median_baseline_mm']:.1f} mm",
-        "readers (call = complete response): NPV = P(pCR | CR call)",
+        f"pCR prevalence (lesions) {_pct(s['pcr_prevalence'])}; resected {_pct(s['resected'])}",
+        f"disappeared at presurgery: {_pct(s['disappeared_lesions'])} of lesions, "
+        f"{_pct(s['patients_with_disappeared'])} of patients; viable among them {_pct(s['viable_among_disappeared'])}; "
+        f"median baseline diameter {'n/a' if dlm_mm is None or dlm_mm != dlm_mm else f'{dlm_mm:.1f}'} mm",
+        "readers (positive call = complete response): PPV = P(pCR | CR call)",
     ]
     for r in s["readers"]:
-        lines.append(f"  {r['reader_id']}: CR calls {r['cr_calls']}/{r['n']}, NPV {r['npv']:.1%} "
-                     f"(viable among CR calls {r['viable_among_cr_calls']:.1%}), viable among residual calls "
-                     f"{r['viable_among_residual_calls']:.1%}, sensitivity for pCR {r['sensitivity_pcr']:.1%}, "
-                     f"score AUC {r['auc']:.3f}")
+        auc_text = "n/a" if r["auc"] is None or r["auc"] != r["auc"] else f"{r['auc']:.3f}"
+        lines.append(f"  {r['reader_id']}: CR calls {r['cr_calls']}/{r['n']}, PPV {_pct(r['ppv'])} "
+                     f"(viable among CR calls {_pct(r['viable_among_cr_calls'])}), viable among residual calls "
+                     f"{_pct(r['viable_among_residual_calls'])}, sensitivity for pCR {_pct(r['sensitivity_pcr'])}, "
+                     f"score AUC {auc_text}")
     for k in s["kappa_calls"]:
-        lines.append(f"  kappa {k['reader_a']}-{k['reader_b']}: calls {k['kappa']:.2f}")
+        kappa = k["kappa"]
+        lines.append(f"  kappa {k['reader_a']}-{k['reader_b']}: calls "
+                     f"{'n/a' if kappa is None or kappa != kappa else f'{kappa:.2f}'}")
     return "\n".join(lines)

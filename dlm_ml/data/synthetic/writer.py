@@ -1,32 +1,26 @@
-"""Write a synthetic cohort to disk (DESIGN.md §3 layout) and the ``dlm-synth`` CLI."""
+"""Write a synthetic cohort to disk (docs/design.md §3 layout); the command is :mod:`dlm_ml.cli.synth`."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import multiprocessing
+import functools
 import os
 import shutil
-import sys
-import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import yaml
-from tqdm import tqdm
 
 import dlm_ml
 from dlm_ml.data.cohort import schema
 from dlm_ml.data.imaging.imageio import write_image
 from dlm_ml.data.synthetic.anatomy import render
 from dlm_ml.data.synthetic.biology import PatientSpec, liver_mask_relpath, mask_relpath
-from dlm_ml.data.synthetic.config import PRESETS, SynthConfig, make_config
+from dlm_ml.data.synthetic.config import SynthConfig
 from dlm_ml.data.synthetic.geometry import image_relpath
-from dlm_ml.data.synthetic.tables import PUBLIC_TABLES, TRUTH_TABLES, format_summary, simulate_cohort, summarize
-from dlm_ml.utils.parallel import available_cores, pool_size
+from dlm_ml.data.synthetic.tables import PUBLIC_TABLES, TRUTH_TABLES, simulate_cohort, summarize
+from dlm_ml.utils.atomic import atomic_write_csv, atomic_write_json, atomic_write_text
+from dlm_ml.utils.parallel import available_cores, parallel_map
 
 CT_RANGE = (-1024, 3071)
 
@@ -79,11 +73,6 @@ def _workers(config: SynthConfig) -> int:
     return int(max(1, min(cpus, 8, seconds // 5)))
 
 
-def _write_csv(path: Path, table: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False, lineterminator="\n")
-
-
 def _check_target(out: Path, overwrite: bool) -> None:
     if out.exists():
         if not out.is_dir():
@@ -107,28 +96,17 @@ def generate_cohort(out_dir: str | os.PathLike, config: SynthConfig, *, progress
     tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        n_workers = pool_size(_workers(config), len(sim.specs))
-        adc_max = config.intensity.adc_max
-        bar = tqdm(total=len(sim.specs), desc="dlm-synth", unit="patient", disable=not progress)
-        if n_workers == 1:
-            for spec in sim.specs:
-                render_patient(spec, str(tmp), adc_max)
-                bar.update()
-        else:
-            ctx = multiprocessing.get_context("spawn")  # safe whatever the parent imported (torch, threads)
-            with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
-                futures = [pool.submit(render_patient, spec, str(tmp), adc_max) for spec in sim.specs]
-                for fut in as_completed(futures):
-                    fut.result()
-                    bar.update()
-        bar.close()
+        # Looked up here, not bound at import, so a test can replace render_patient.
+        render = functools.partial(render_patient, root=str(tmp), adc_max=config.intensity.adc_max)
+        parallel_map(render, sim.specs, workers=_workers(config), desc="dlm-synth", unit="patient",
+                     progress=progress)
         for key, name in PUBLIC_TABLES.items():
-            _write_csv(tmp / name, sim.tables[key])
+            atomic_write_csv(tmp / name, sim.tables[key])
         truth = tmp / schema.TRUTH_DIR
         for key, name in TRUTH_TABLES.items():
-            _write_csv(truth / name, sim.tables[key])
-        (truth / "config.json").write_text(config.to_json() + "\n")
-        (truth / "summary.json").write_text(json.dumps(summarize(sim.tables), indent=2, sort_keys=True) + "\n")
+            atomic_write_csv(truth / name, sim.tables[key])
+        atomic_write_text(truth / "config.json", config.to_json() + "\n")
+        atomic_write_json(truth / "summary.json", summarize(sim.tables))
         meta = {
             "name": config.name,
             "version": "1",
@@ -142,7 +120,7 @@ def generate_cohort(out_dir: str | os.PathLike, config: SynthConfig, *, progress
                             + f"Hidden truth under {schema.TRUTH_DIR}/ (config.json rebuilds it)."),
             "synthetic": {"preset": config.preset, "seed": config.seed, "n_patients": config.n_patients},
         }
-        (tmp / schema.COHORT_YAML).write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
+        atomic_write_text(tmp / schema.COHORT_YAML, yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
         if out.exists():
             old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
             out.rename(old)
@@ -158,42 +136,3 @@ def generate_cohort(out_dir: str | os.PathLike, config: SynthConfig, *, progress
 
 def disk_usage(path: str | os.PathLike) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dlm-synth", description="Generate a synthetic dlm_ml cohort.")
-    parser.add_argument("out_dir", help="cohort folder to create")
-    parser.add_argument("--preset", default="default", choices=sorted(PRESETS))
-    parser.add_argument("--n-patients", type=int)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted config override, e.g. effects.adc_change=0.2 (repeatable)")
-    parser.add_argument("--workers", type=int, help="processes (default: automatic; output is the same)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    overrides: dict[str, object] = {}
-    for item in args.set:
-        if "=" not in item:
-            parser.error(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        overrides[key.strip()] = value
-    for key, value in (("n_patients", args.n_patients), ("seed", args.seed), ("n_workers", args.workers)):
-        if value is not None:
-            overrides[key] = value
-    try:
-        config = make_config(args.preset, **overrides)
-    except (KeyError, ValueError) as err:
-        parser.error(str(err.args[0] if isinstance(err, KeyError) else err))
-    start = time.perf_counter()
-    try:
-        out = generate_cohort(args.out_dir, config, progress=not args.quiet, overwrite=args.overwrite)
-    except FileExistsError as err:
-        print(f"dlm-synth: {err}", file=sys.stderr)
-        return 2
-    elapsed = time.perf_counter() - start
-    summary = json.loads((out / schema.TRUTH_DIR / "summary.json").read_text())
-    print(f"wrote {out} (preset {config.preset}, seed {config.seed}) in {elapsed:.1f} s, "
-          f"{disk_usage(out) / 1e6:.1f} MB")
-    print(format_summary(summary))
-    return 0

@@ -9,7 +9,7 @@ import SimpleITK as sitk
 
 from dlm_ml.data.imaging import adc, dicom
 
-from .conftest import PX_ADC, PX_DWI, need
+from ..refdata import PX_ADC, PX_DWI, need
 
 B = np.array([0.0, 50.0, 400.0, 800.0, 1000.0])
 

@@ -11,7 +11,7 @@ from pydicom.pixels import pack_bits
 from dlm_ml.data.imaging import masks
 from dlm_ml.data.imaging.imageio import read_image
 
-from .conftest import DCMQI_CT, DCMQI_NRRD, DCMQI_SEG, STS, need
+from ..refdata import DCMQI_CT, DCMQI_NRRD, DCMQI_SEG, STS, need
 
 LIVER_VOXELS = 107_098  # README §5
 STS_VOXELS = 17_090  # README §4

@@ -63,8 +63,8 @@ def test_lesion_lands_at_patch_centre(spacing, direction):
 
 def test_patch_shapes_presence_and_normalisation(handmade_cohort):
     (handmade_cohort / "images.csv").write_text(
-        "\n".join(l for l in (handmade_cohort / "images.csv").read_text().splitlines()
-                  if "P002,presurgery,adc" not in l) + "\n")
+        "\n".join(line for line in (handmade_cohort / "images.csv").read_text().splitlines()
+                  if "P002,presurgery,adc" not in line) + "\n")
     cohort = load_cohort(handmade_cohort)
     config = PatchConfig(patch_size_mm=16, spacing_mm=2)
     patches = build_patches(cohort, config, handmade_cohort.parent / "cache", progress=False, log=lambda m: None)

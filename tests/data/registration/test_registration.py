@@ -132,7 +132,7 @@ def test_jacobian_and_overlap_checks():
 
 
 def test_config_from_yaml_and_validation():
-    data = OmegaConf.load(REPO / "dlm_ml/conf/data/lesion_patches.yaml")
+    data = OmegaConf.create({"registration": OmegaConf.load(REPO / "dlm_ml/conf/data/registration/default.yaml")})
     config = registration_config_from_cfg(data)
     assert config == RegistrationConfig()  # the YAML spells out the defaults
     assert [s.transform for s in config.stages_for("ct")] == ["rigid", "affine", "bspline"]

@@ -7,7 +7,7 @@ image has its own grid and, by default, its own true pose (misaligned cohort):
 measurements in a later image use the true lesion positions of truth/ and the
 true transforms rebuilt from truth/images.csv.
 Calibration checks use ``simulate_tables`` (the same tables without images) on
-cohorts large enough for the literature targets of DESIGN.md §8 to be measurable.
+cohorts large enough for the literature targets of docs/design.md §8 to be measurable.
 """
 
 from __future__ import annotations
@@ -20,18 +20,22 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 import yaml
+from omegaconf import OmegaConf
 
+from dlm_ml.cli.synth import main
 from dlm_ml.data.cohort import schema
 from dlm_ml.data.synthetic import (
-    PRESETS,
+    SynthConfig,
     config_from_dict,
     generate_cohort,
-    main,
     make_config,
+    preset_descriptions,
+    preset_names,
+    settable_keys,
     simulate_tables,
     summarize,
-    valid_keys,
 )
+from dlm_ml.data.synthetic import config as synth_config
 from dlm_ml.data.synthetic import writer as synth_writer
 from dlm_ml.data.synthetic.geometry import load_true_poses, rotation_angle_deg, true_transform
 from dlm_ml.data.synthetic.readers import auc
@@ -101,20 +105,70 @@ def test_make_config_overrides_coerce_and_reject_unknown_keys():
                                  "readers__n_readers": 2})
     assert cfg.n_patients == 12 and cfg.effects.adc_change == 0.3 and cfg.readers.n_readers == 2
     assert cfg.geometry.ct.spacing_mm == (1.0, 1.0, 2.0) and cfg.preset == "tiny"
+    # command-line style overrides go through the same OmegaConf merge
+    assert make_config("tiny", ["effects.adc_change=0.3", "geometry.ct.spacing_mm=[1,1,2]"]) == make_config(
+        "tiny", **{"effects.adc_change": 0.3, "geometry.ct.spacing_mm": (1.0, 1.0, 2.0)})
     # a typo must fail loudly and list the valid keys, not be silently ignored
     with pytest.raises(KeyError, match="effects.adc_change") as err:
         make_config("default", **{"effects.adc_chnage": 0.2})
     assert "effects.adc_chnage" in str(err.value)
+    with pytest.raises(KeyError, match="effects.adc_chnage"):
+        make_config("default", ["effects.adc_chnage=0.2"])
     with pytest.raises(KeyError, match="presets"):
         make_config("nope")
     with pytest.raises(ValueError, match="n_patients"):
         make_config("default", n_patients="many")
+    with pytest.raises(ValueError, match="n_patients"):
+        make_config("default", ["n_patients=many"])
+    with pytest.raises(ValueError, match=r"geometry.ct.spacing_mm.*3 values"):
+        make_config("default", **{"geometry.ct.spacing_mm": [1.0, 2.0]})
     with pytest.raises(ValueError, match="pcr_coupling"):
         make_config("default", **{"effects.pcr_coupling": 1.5})
-    assert "effects.pcr_coupling" in valid_keys()
-    assert {"default", "null", "easy", "tiny"} <= set(PRESETS)
+    assert "effects.pcr_coupling" in [key for key, _, _ in settable_keys()]
+    assert {"default", "null", "easy", "tiny"} <= set(preset_names())
     # the null preset changes nothing but the coupling of pCR to the latent response
     assert make_config("null").effects.pcr_coupling == 0.0 and make_config("default").effects.pcr_coupling > 0.5
+
+
+def test_preset_files_hold_only_what_they_change():
+    """One source of truth per default: a preset file sets a key only to a value that differs from
+    the dataclass default, and every preset describes itself in one line."""
+    defaults = {key: value for key, _, value in settable_keys()}
+    for name in preset_names():
+        settings, about = synth_config._preset_file(name)
+        assert about and "\n" not in about, name
+        flat = {f"{prefix}": v for prefix, v in _flatten(OmegaConf.to_container(settings))}
+        assert flat or name == "default", name
+        for key, value in flat.items():
+            assert key in defaults, (name, key)
+            assert tuple(value) != tuple(defaults[key]) if isinstance(value, list) else value != defaults[key], \
+                f"preset {name} repeats the default of {key}"
+    assert make_config("default") == SynthConfig()
+
+
+def _flatten(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key, value
+
+
+def test_a_bad_preset_file_is_refused_naming_preset_and_key(tmp_path, monkeypatch):
+    (tmp_path / "broken.yaml").write_text("about: x\neffects:\n  adc_chnage: 0.3\n")
+    (tmp_path / "typed.yaml").write_text("about: x\nreaders:\n  n_readers: several\n")
+    monkeypatch.setattr(synth_config, "PRESET_DIR", tmp_path)
+    with pytest.raises(KeyError, match=r"effects.adc_chnage.*preset broken"):
+        make_config("broken")
+    with pytest.raises(ValueError, match=r"readers.n_readers.*preset typed"):
+        make_config("typed")
+
+
+def test_preset_named_null_versus_no_preset():
+    # YAML and the Hydra command line read an unquoted null as None: refused, saying how to quote it
+    with pytest.raises(ValueError, match="quote it"):
+        make_config(None)
+    assert make_config("null").preset == "null"
 
 
 # --- layout -----------------------------------------------------------------------------------
@@ -375,7 +429,7 @@ def test_default_calibration_matches_literature(large_tables):
     assert 0.12 <= s["patients_with_disappeared"] <= 0.30  # median 19 % (7-48 %)
     assert 7 <= s["disappeared_median_baseline_mm"] <= 13  # DLM median baseline ≈ 10 mm
     assert 0.25 <= s["viable_among_disappeared"] <= 0.55  # CT alone ≈ 50 %
-    for r in s["readers"]:  # DREAM CT+MRI: NPV 62.5 %, i.e. 37.5 % of CR calls still viable
+    for r in s["readers"]:  # DREAM CT+MRI: 62.5 % of CR calls pCR (the PPV of a CR call), 37.5 % still viable
         assert 0.25 <= r["viable_among_cr_calls"] <= 0.45, r
         assert 0.6 < r["auc"] < 0.85, r
     assert all(0.4 <= k["kappa"] <= 0.8 for k in s["kappa_calls"])
@@ -467,7 +521,7 @@ def test_cli_writes_cohort_and_reports(tmp_path, capsys):
                "--set", "readers.n_readers=2", "--quiet"])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "pCR prevalence" in text and "NPV" in text and "kappa R1-R2" in text
+    assert "pCR prevalence" in text and "PPV" in text and "NPV" not in text and "kappa R1-R2" in text
     saved = json.loads((out / "truth/config.json").read_text())
     assert saved["n_patients"] == 3 and saved["seed"] == 7 and saved["effects"]["adc_change"] == 0.3
     assert set(_read(out, schema.READINGS_CSV)["reader_id"]) == {"R1", "R2"}
@@ -476,3 +530,19 @@ def test_cli_writes_cohort_and_reports(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path / "x"), "--set", "effects.nope=1"])
     assert "Valid keys" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "x"), "--n-patients", "0"])
+    assert "n_patients must be >= 1" in capsys.readouterr().err
+
+
+def test_cli_help_describes_presets_and_lists_keys(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for name, about in preset_descriptions().items():
+        assert f"{name} " in text and about in text
+    assert "--list-keys" in text
+    assert main(["--list-keys", "--preset", "tiny"]) == 0
+    lines = {line.split()[0]: line.split(None, 2)[1:] for line in capsys.readouterr().out.splitlines()}
+    assert set(lines) == {key for key, _, _ in settable_keys()}
+    assert lines["n_patients"] == ["int", "10"] and lines["effects.adc_change"][0] == "float"

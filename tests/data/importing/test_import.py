@@ -21,12 +21,12 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
+from dlm_ml.cli.import_dicom import main as dlm_import
 from dlm_ml.data.cohort import schema
 from dlm_ml.data.imaging import dicom, masks
 from dlm_ml.data.imaging.imageio import read_image
-from dlm_ml.data.importing import importer
 
-from .conftest import (
+from ..refdata import (
     CRLM_CT,
     DCMQI_CT,
     DCMQI_NRRD,
@@ -132,7 +132,8 @@ def site(refdata, tmp_path_factory):
             {"patient_id": "P002", "lesion_id": "L1", "mask_path": "MASKS_W8/liver.dcm", "mask_label": "Liver",
              "pcr": "1", "reference": "pathology", "resected": "1"},
             {"patient_id": "P002", "lesion_id": "L2", "mask_path": "MASKS_W8/liver_seg.nrrd", "mask_label": "1"},
-            {"patient_id": "P001", "lesion_id": "L1", "x_mm": "10", "y_mm": "-20", "z_mm": "-250", "diameter_mm": "12.5",
+            {"patient_id": "P001", "lesion_id": "L1", "x_mm": "10", "y_mm": "-20", "z_mm": "-250",
+             "diameter_mm": "12.5",
              "pcr": "0", "reference": "follow_up", "resected": "0"},
         ]
     ).to_csv(lesions, index=False)
@@ -152,7 +153,7 @@ def _args(site, out: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def cohort(site):
     out = site["root"] / "cohort"
-    assert importer.main(_args(site, out, "--name", "test_cohort")) == 0
+    assert dlm_import(_args(site, out, "--name", "test_cohort")) == 0
     return out
 
 
@@ -190,7 +191,8 @@ def test_images_and_sidecars(cohort, refdata):
 
     toshiba = json.loads((cohort / "images/P001/baseline_adc.json").read_text())
     assert toshiba["adc_source"] == "scanner" and toshiba["vendor"] == "TOSHIBA"
-    assert toshiba["spacing_mm"][2] == 7.0 and toshiba["slice_thickness_mm"] == 6.0 and toshiba["field_strength_t"] == 1.5
+    assert toshiba["spacing_mm"][2] == 7.0 and toshiba["slice_thickness_mm"] == 6.0
+    assert toshiba["field_strength_t"] == 1.5
 
     siemens = json.loads((cohort / "images/P001/presurgery_adc.json").read_text())
     assert siemens["adc_source"] == "scanner" and siemens["adc_alternative_available"] is True
@@ -231,7 +233,7 @@ def test_no_identifiers_in_anything_written(cohort, site):
 def test_rerun_skips_finished_studies(cohort, site):
     images = sorted((cohort / "images").rglob("*.nii.gz"))
     before = {p: p.stat().st_mtime_ns for p in images}
-    assert importer.main(_args(site, cohort, "--name", "test_cohort")) == 0
+    assert dlm_import(_args(site, cohort, "--name", "test_cohort")) == 0
     assert {p: p.stat().st_mtime_ns for p in images} == before
     report = json.loads((cohort / "import_report.json").read_text())
     assert {u["status"] for u in report["units"]} == {"skipped (already imported)"}
@@ -250,15 +252,17 @@ def test_interrupted_run_is_not_taken_as_complete(cohort, site, tmp_path):
     redo = out / "images/P002/baseline_ct.nii.gz"
     keep = out / "images/P001/baseline_ct.nii.gz"
     mtimes = {p: p.stat().st_mtime_ns for p in (redo, keep)}
-    assert importer.main(_args(site, out)) == 0
+    assert dlm_import(_args(site, out)) == 0
     assert not leftover.exists()
     assert read_image(out / "images/P001/presurgery_adc.nii.gz").GetSize() == (84, 128, 19)
     assert redo.stat().st_mtime_ns != mtimes[redo] and keep.stat().st_mtime_ns == mtimes[keep]
-    status = {(u["patient_id"], u["timepoint"]): u["status"] for u in json.loads((out / "import_report.json").read_text())["units"]}
+    units = json.loads((out / "import_report.json").read_text())["units"]
+    status = {(u["patient_id"], u["timepoint"]): u["status"] for u in units}
     assert status[("P001", "presurgery")] == status[("P002", "baseline")] == "imported"
     assert status[("P001", "baseline")] == "skipped (already imported)"
 
 
+@pytest.mark.slow
 def test_console_script_computed_adc(refdata, tmp_path):
     if not CONSOLE.exists():
         pytest.skip(f"console script not installed at {CONSOLE}")
@@ -270,7 +274,8 @@ def test_console_script_computed_adc(refdata, tmp_path):
         "patient_id,timepoint,study_path\nP010,presurgery,EXP_R5/STUDY_J2\nP010,followup,EXP_R5/BRAIN_V9\n"
     )
     out = tmp_path / "out"
-    proc = subprocess.run([str(CONSOLE), str(src), "--mapping", str(mapping), "--out", str(out), "--adc-source", "computed"],
+    proc = subprocess.run([str(CONSOLE), str(src), "--mapping", str(mapping), "--out", str(out),
+                           "--adc-source", "computed"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     side = json.loads((out / "images/P010/presurgery_adc.json").read_text())
@@ -294,7 +299,7 @@ def test_problems_are_reported_together(site, tmp_path, capsys):
         if lesions_text is not None:
             (tmp_path / "lesions.csv").write_text(lesions_text)
             argv += ["--lesions", str(tmp_path / "lesions.csv")]
-        rc = importer.main(argv)
+        rc = dlm_import(argv)
         return rc, capsys.readouterr().err
 
     # Mapping problems are all found before any DICOM is read.
@@ -328,14 +333,15 @@ def test_broken_diffusion_series_matters_only_when_adc_is_computed(refdata, tmp_
     mapping = tmp_path / "m.csv"
     mapping.write_text("patient_id,timepoint,study_path\nP020,baseline,ST_F4\n")
     argv = [str(src), "--mapping", str(mapping), "--no-progress"]
-    assert importer.main([*argv, "--out", str(tmp_path / "a")]) == 0  # the scanner map is used
+    assert dlm_import([*argv, "--out", str(tmp_path / "a")]) == 0  # the scanner map is used
     assert json.loads((tmp_path / "a/images/P020/baseline_adc.json").read_text())["adc_source"] == "scanner"
     capsys.readouterr()
-    assert importer.main([*argv, "--out", str(tmp_path / "b"), "--adc-source", "computed"]) == 1
+    assert dlm_import([*argv, "--out", str(tmp_path / "b"), "--adc-source", "computed"]) == 1
     err = capsys.readouterr().err
     assert "dwi series 6" in err and "not uniform" in err and str(src / "ST_F4" / "dwi") in err
 
 
+@pytest.mark.slow
 def test_imported_cohort_is_accepted_by_preprocess(cohort, site, tmp_path):
     """The cohort dlm-import writes passes validation, registration and patch extraction."""
     env = {**os.environ, "DLM_ML_CACHE": str(tmp_path / "cache_home")}

@@ -1,4 +1,4 @@
-"""b-values per vendor, the order of trust between their tags, and series classification."""
+"""b-values per vendor and the order of trust between their tags."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset
 
 from dlm_ml.data.imaging import dicom
 
-from .conftest import GE_ADC_ZIP, GE_DWI, PX_ADC, PX_CALC, PX_DWI, PX_T2, TOSHIBA_ADC, need
+from ...refdata import GE_ADC_ZIP, GE_DWI, PX_DWI, TOSHIBA_ADC, need
 
 
 def _datasets(folder):
@@ -70,16 +70,13 @@ def test_ge_private_when_public_absent_and_1e9_convention(refdata):
     assert dicom.bvalue_from_dataset(non_epi) == (None, None)
 
 
-def test_ge_private_stored_as_unknown_bytes(refdata):
+def test_ge_private_stored_as_unknown_bytes(refdata, tmp_path):
     headers = dicom.scan_dicom(need(refdata, GE_ADC_ZIP), zip_workdir=None).headers
     assert headers == []  # a zip is only opened when a work folder is given
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        headers = dicom.scan_dicom(refdata / GE_ADC_ZIP, zip_workdir=tmp).headers
-        assert len(headers) == 20
-        assert {(h.b_value, h.b_value_source) for h in headers} == {(500.0, "ge_private_0043_1039")}
-        assert dicom.classify_series(headers) == "adc"  # named by SeriesDescription only
+    headers = dicom.scan_dicom(refdata / GE_ADC_ZIP, zip_workdir=tmp_path).headers
+    assert len(headers) == 20
+    assert {(h.b_value, h.b_value_source) for h in headers} == {(500.0, "ge_private_0043_1039")}
+    assert dicom.classify_series(headers) == "adc"  # named by SeriesDescription only
 
 
 def test_toshiba_public_tag(refdata):
@@ -101,19 +98,3 @@ def test_philips_private():
     ds.add_new((0x2001, 0x0010), "LO", "Philips Imaging DD 001")
     ds.add_new((0x2001, 0x1003), "FL", 600.0)
     assert dicom.bvalue_from_dataset(ds) == (600.0, "philips_private_2001_1003")
-
-
-def test_classification_of_the_siemens_study(refdata):
-    kinds = {rel: dicom.classify_series(dicom.scan_dicom(need(refdata, rel)).headers) for rel in (PX_DWI, PX_ADC, PX_CALC, PX_T2)}
-    assert kinds == {PX_DWI: "dwi", PX_ADC: "adc", PX_CALC: "dwi_computed", PX_T2: "other"}
-    calc = dicom.scan_dicom(refdata / PX_CALC).headers
-    assert {h.b_value for h in calc} == {1000.0}  # the calculated b=1000 must not enter a fit
-
-
-def test_ge_volumes_split_by_gradient_direction(refdata):
-    volumes = dicom.split_series(dicom.scan_dicom(need(refdata, GE_DWI)).headers)
-    assert [v.b_value for v in volumes] == [0.0] + [1000.0] * 6
-    assert {v.split_by for v in volumes[1:]} == {"b_value+gradient_direction"}
-    assert len({v.first.gradient for v in volumes[1:]}) == 6
-    # Files alternate slice 1 / slice 2: volume v = instances 2v+1, 2v+2 (README §7).
-    assert [sorted(h.instance_number for h in v.headers) for v in volumes] == [[2 * i + 1, 2 * i + 2] for i in range(7)]

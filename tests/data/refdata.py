@@ -1,8 +1,9 @@
-"""Shared fixtures for the imaging tests: the real-scanner reference files.
+"""Where the real-scanner reference files of the imaging and importing tests are.
 
 They live outside the repository, in ``shared/refdata/imaging`` beside it
 (``../shared/refdata/imaging`` beside the checkout); they are
-never copied into the repository. Tests skip, saying why, when they are absent.
+never copied into the repository. Tests skip, saying why, when they are absent
+(the ``refdata`` fixture of ``tests/data/conftest.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-REFDATA = Path(__file__).resolve().parents[3].parent / "shared/refdata/imaging"
+REFDATA = Path(__file__).resolve().parents[2].parent / "shared/refdata/imaging"
 PROSTATEX = "prostatex_siemens_dwi_adc/ProstateX-0000/07-07-2011"
 PX_DWI = f"{PROSTATEX}/6.000000-ep2ddifftraDYNDIST-69284"
 PX_ADC = f"{PROSTATEX}/7.000000-ep2ddifftraDYNDISTADC-48780"
@@ -27,14 +28,6 @@ GE_ADC_ZIP = "dcmqi_ge_prostate_adc/pm-example-dcm.zip"
 GE_ADC_NRRD = "dcmqi_ge_prostate_adc/pm-example.nrrd"
 GE_DWI = "ge_dwi_oblique_dcm2niix/In/01_Ax_DWI_TENSOR_R2"
 GE_DWI_NII = "ge_dwi_oblique_dcm2niix/Ref/Ax_DWI_TENSOR_R2_1.nii"
-
-
-@pytest.fixture(scope="session")
-def refdata() -> Path:
-    """Root of the imaging reference files; skips the test when they are absent."""
-    if not (REFDATA / "README.md").is_file():
-        pytest.skip(f"imaging reference data not found at {REFDATA} (shared/refdata/imaging beside the repository)")
-    return REFDATA
 
 
 def need(root: Path, rel: str) -> Path:

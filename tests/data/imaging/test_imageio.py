@@ -16,7 +16,7 @@ import SimpleITK as sitk
 from dlm_ml.data.imaging import dicom
 from dlm_ml.data.imaging.imageio import read_image, write_image
 
-from .conftest import (
+from ..refdata import (
     CRLM_CT,
     DCMQI_CT,
     DCMQI_NRRD,
@@ -157,7 +157,8 @@ def test_ge_dwi_volumes_match_dcm2niix_in_physical_space(refdata):
     assert nii.GetSize() == (256, 256, 2, 7)
     np.testing.assert_allclose(nii.GetOrigin()[:3], (-0.5359, 186.3513, -41.2157), atol=1e-4)
     nii_dir = np.asarray(nii.GetDirection()).reshape(4, 4)[:3, :3].ravel()
-    np.testing.assert_allclose(nii_dir, (0.72623, -0.68738, -0.00985, -0.68168, -0.72192, 0.1189, 0.08884, 0.07964, 0.99286), atol=1e-4)
+    np.testing.assert_allclose(
+        nii_dir, (0.72623, -0.68738, -0.00985, -0.68168, -0.72192, 0.1189, 0.08884, 0.07964, 0.99286), atol=1e-4)
     for v, volume in enumerate(volumes):
         dcm = volume.read()
         assert_geometry(dcm, (256, 256, 2), (1.0156, 1.0156, 3.0), (-178.5516, -0.6103, -20.5912), GE_DWI_DIRECTION)

@@ -1,0 +1,201 @@
+"""Checking a cohort folder, reporting every problem at once.
+
+Each problem names the file, the line (header = line 1) and the ids involved. Lesions that
+cannot be used for a stated reason (no outcome) are *exclusions*: counted and reported,
+never dropped silently.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from dlm_ml.data.cohort import schema
+from dlm_ml.data.cohort.load import Cohort, cohort_from_tables, load_meta, read_table
+from dlm_ml.data.cohort.problems import Problem, ValidationReport
+from dlm_ml.data.imaging.image_header import ImageHeader, read_image_header
+
+
+def _ids(row, *cols: str) -> str:
+    names = {"patient_id": "patient", "lesion_id": "lesion", "reader_id": "reader"}
+    return ", ".join(f"{names.get(c, c)} {getattr(row, c)}" for c in cols)
+
+
+def _check_ids(table: pd.DataFrame, name: str, cols: tuple[str, ...], errors: list[Problem]) -> None:
+    for c in cols:
+        for row in table[table[c].isna()].itertuples():
+            errors.append(Problem(name, row.csv_line, "", f"empty {c}"))
+    dup = table[table.duplicated(list(cols), keep="first") & table[list(cols)].notna().all(axis=1)]
+    for row in dup.itertuples():
+        same = (table[list(cols)] == pd.Series({c: getattr(row, c) for c in cols})).all(axis=1)
+        first = table[same]["csv_line"].iloc[0]
+        errors.append(Problem(name, row.csv_line, _ids(row, *cols), f"duplicate of line {first}"))
+
+
+def _check_binary(table: pd.DataFrame, name: str, col: str, id_cols: tuple[str, ...], errors: list[Problem]) -> None:
+    for row in table.itertuples():
+        value = getattr(row, col)
+        if value not in ("0", "1"):
+            errors.append(Problem(name, row.csv_line, _ids(row, *id_cols), f"{col} must be 0 or 1, got {value!r}"))
+
+
+def _check_number(table: pd.DataFrame, name: str, col: str, id_cols: tuple[str, ...], errors: list[Problem],
+                  positive: bool = False) -> None:
+    for row in table.itertuples():
+        value = getattr(row, col)
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            x = math.nan
+        if not math.isfinite(x) or (positive and x <= 0):
+            need = "a positive number" if positive else "a finite number"
+            errors.append(Problem(name, row.csv_line, _ids(row, *id_cols), f"{col} must be {need}, got {value!r}"))
+
+
+def _check_known(table: pd.DataFrame, name: str, cols: tuple[str, ...], known: set, what: str,
+                 errors: list[Problem]) -> None:
+    for row in table.itertuples():
+        key = tuple(getattr(row, c) for c in cols)
+        key = key[0] if len(key) == 1 else key
+        if key not in known:
+            errors.append(Problem(name, row.csv_line, _ids(row, *cols), f"unknown {what}"))
+
+
+
+def _check_rows(meta: dict, tables: dict[str, pd.DataFrame], errors: list[Problem]) -> None:
+    """Ids, references between tables, declared timepoints/modalities, numbers and binary values."""
+    patients, images, lesions, outcomes, readings = (tables[n] for n in (
+        schema.PATIENTS_CSV, schema.IMAGES_CSV, schema.LESIONS_CSV, schema.OUTCOMES_CSV, schema.READINGS_CSV))
+    _check_ids(patients, schema.PATIENTS_CSV, ("patient_id",), errors)
+    _check_ids(images, schema.IMAGES_CSV, ("patient_id", "timepoint", "modality"), errors)
+    _check_ids(lesions, schema.LESIONS_CSV, schema.LESION_KEY, errors)
+    _check_ids(outcomes, schema.OUTCOMES_CSV, schema.LESION_KEY, errors)
+    _check_ids(readings, schema.READINGS_CSV, ("reader_id",) + schema.LESION_KEY, errors)
+
+    known_patients = set(patients["patient_id"].dropna())
+    known_lesions = set(zip(lesions["patient_id"], lesions["lesion_id"]))
+    for name, table in ((schema.IMAGES_CSV, images), (schema.LESIONS_CSV, lesions)):
+        _check_known(table, name, ("patient_id",), known_patients, "patient (not in patients.csv)", errors)
+    for name, table in ((schema.OUTCOMES_CSV, outcomes), (schema.READINGS_CSV, readings)):
+        _check_known(table, name, schema.LESION_KEY, known_lesions, "lesion (not in lesions.csv)", errors)
+
+    for row in images.itertuples():
+        if row.timepoint not in meta["timepoints"]:
+            errors.append(Problem(schema.IMAGES_CSV, row.csv_line, _ids(row, "patient_id"),
+                                  f"unknown timepoint {row.timepoint!r}; cohort.yaml declares {meta['timepoints']}"))
+        if row.modality not in meta["modalities"]:
+            errors.append(Problem(schema.IMAGES_CSV, row.csv_line, _ids(row, "patient_id"),
+                                  f"unknown modality {row.modality!r}; cohort.yaml declares {meta['modalities']}"))
+        if not isinstance(row.path, str) or not row.path.strip():
+            errors.append(Problem(schema.IMAGES_CSV, row.csv_line, _ids(row, "patient_id"),
+                                  "empty path (a missing image is a missing row)"))
+
+    for col in ("x_mm", "y_mm", "z_mm"):
+        _check_number(lesions, schema.LESIONS_CSV, col, schema.LESION_KEY, errors)
+    _check_number(lesions, schema.LESIONS_CSV, "diameter_mm", schema.LESION_KEY, errors, positive=True)
+    _check_binary(outcomes, schema.OUTCOMES_CSV, "pcr", schema.LESION_KEY, errors)
+    _check_binary(outcomes, schema.OUTCOMES_CSV, "resected", schema.LESION_KEY, errors)
+    for row in outcomes.itertuples():
+        if row.reference not in schema.REFERENCES:
+            errors.append(Problem(schema.OUTCOMES_CSV, row.csv_line, _ids(row, *schema.LESION_KEY),
+                                  f"reference must be one of {list(schema.REFERENCES)}, got {row.reference!r}"))
+    _check_number(readings, schema.READINGS_CSV, "score", ("reader_id",) + schema.LESION_KEY, errors)
+    _check_binary(readings, schema.READINGS_CSV, "call", ("reader_id",) + schema.LESION_KEY, errors)
+
+
+def _check_images(root: Path, images: pd.DataFrame, lesions: pd.DataFrame, errors: list[Problem]) -> None:
+    """Every image exists and its header reads; every lesion centre (LPS mm) lies inside its
+    patient's baseline CT."""
+    headers: dict[tuple[str, str, str], ImageHeader] = {}
+    for row in images.itertuples():
+        if not isinstance(row.path, str) or not row.path.strip():
+            continue
+        path = root / row.path
+        where = _ids(row, "patient_id") + f", {row.timepoint} {row.modality}"
+        if not path.exists():
+            errors.append(Problem(schema.IMAGES_CSV, row.csv_line, where, f"image file not found: {row.path}"))
+            continue
+        try:
+            headers[(row.patient_id, row.timepoint, row.modality)] = read_image_header(path)
+        except (ValueError, RuntimeError, OSError) as err:
+            errors.append(Problem(schema.IMAGES_CSV, row.csv_line, where, f"unreadable image {row.path}: {err}"))
+    reference = (schema.REFERENCE_TIMEPOINT, schema.REFERENCE_MODALITY)
+    for row in lesions.itertuples():
+        header = headers.get((row.patient_id, *reference))
+        if header is None:
+            if (row.patient_id, *reference) not in set(zip(images.patient_id, images.timepoint, images.modality)):
+                errors.append(Problem(schema.LESIONS_CSV, row.csv_line, _ids(row, *schema.LESION_KEY),
+                                      "patient has no baseline CT, the space lesion positions refer to"))
+            continue
+        try:
+            point = tuple(float(getattr(row, c)) for c in ("x_mm", "y_mm", "z_mm"))
+        except ValueError:
+            continue  # already reported as a non-numeric coordinate
+        index = header.TransformPhysicalPointToContinuousIndex(point)
+        size = header.GetSize()
+        if not all(-0.5 <= i <= s - 0.5 for i, s in zip(index, size)):
+            errors.append(Problem(schema.LESIONS_CSV, row.csv_line, _ids(row, *schema.LESION_KEY),
+                                  f"lesion centre {point} mm lies outside the baseline CT "
+                                  f"(voxel index {tuple(round(i, 1) for i in index)}, size {size})"))
+
+
+def _exclusions_and_warnings(tables: dict[str, pd.DataFrame], report: ValidationReport) -> None:
+    """Lesions without outcome become exclusions; lesions without reading and patients without
+    image become warnings."""
+    patients, images, lesions, outcomes, readings = (tables[n] for n in (
+        schema.PATIENTS_CSV, schema.IMAGES_CSV, schema.LESIONS_CSV, schema.OUTCOMES_CSV, schema.READINGS_CSV))
+    with_outcome = set(zip(outcomes["patient_id"], outcomes["lesion_id"]))
+    with_reading = set(zip(readings["patient_id"], readings["lesion_id"]))
+    lesion_keys = list(zip(lesions["patient_id"], lesions["lesion_id"]))
+    exclusions = [{"patient_id": p, "lesion_id": lid, "reason": "no outcome in outcomes.csv"}
+                  for p, lid in lesion_keys if (p, lid) not in with_outcome]
+    report.exclusions = pd.DataFrame(exclusions, columns=["patient_id", "lesion_id", "reason"])
+    no_reading = [(p, lid) for p, lid in lesion_keys if (p, lid) not in with_reading]
+    if no_reading:
+        report.warnings.append(Problem(schema.READINGS_CSV, None, "",
+                                       f"{len(no_reading)} lesion(s) have no reading (e.g. patient "
+                                       f"{no_reading[0][0]}, lesion {no_reading[0][1]}); they are counted "
+                                       "in the evaluation"))
+    for p in sorted(set(patients["patient_id"].dropna()) - set(images["patient_id"])):
+        report.warnings.append(Problem(schema.IMAGES_CSV, None, f"patient {p}", "patient has no image"))
+
+
+def validate_cohort(root: str | Path, *, check_images: bool = True) -> tuple[ValidationReport, Cohort | None]:
+    """Check a cohort folder; return the report and, when there is no error, the cohort.
+
+    Parameters
+    ----------
+    root : path
+        The cohort folder (docs/design.md §3 layout).
+    check_images : bool
+        Open every image header (existence, readability, geometry) and check that each
+        lesion centre lies inside its patient's baseline CT. Costs one header read per image.
+    """
+    root = Path(root).resolve()
+    report = ValidationReport(root)
+    errors = report.errors
+    if not root.is_dir():
+        errors.append(Problem(str(root), None, "", "cohort folder does not exist"))
+        return report, None
+    meta = load_meta(root, errors)
+    read = {name: read_table(root, name, errors) for name in schema.REQUIRED_COLUMNS}
+    if any(t is None for t in read.values()):
+        return report, None
+    tables: dict[str, pd.DataFrame] = {name: t for name, t in read.items() if t is not None}
+    _check_rows(meta, tables, errors)
+    if check_images:
+        _check_images(root, tables[schema.IMAGES_CSV], tables[schema.LESIONS_CSV], errors)
+    _exclusions_and_warnings(tables, report)
+    if errors:
+        return report, None
+    return report, cohort_from_tables(root, meta, tables, report.exclusions)
+
+
+def load_cohort(root: str | Path, *, check_images: bool = True) -> Cohort:
+    """Validate and load a cohort; raise :class:`CohortValidationError` listing every error."""
+    report, cohort = validate_cohort(root, check_images=check_images)
+    report.raise_if_errors()
+    assert cohort is not None
+    return cohort

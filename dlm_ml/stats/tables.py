@@ -1,0 +1,266 @@
+"""The statistics of :mod:`dlm_ml.stats` on tables: DataFrames and column names in, a result
+and its fixed-width text out (what ``dlm-stats`` prints).
+
+Bad input raises :class:`TableError` with one message naming the table (``where``, usually the
+file) and the column: a missing column, a non-binary truth, non-numeric scores, an incomplete
+design.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._output import fmt_num, fmt_p, text_table, to_plain
+from .agreement import cohen_kappa, fleiss_kappa
+from .clustered import clustered_auc, clustered_auc_difference
+from .decision import decision_curve
+from .mrmc import mrmc
+from .roc import delong_auc_ci, delong_test
+
+__all__ = ["TableError", "TableResult", "read_table", "parse_threshold_grid", "mrmc_table", "delong_table",
+           "dca_table", "kappa_wide_from_columns", "kappa_wide_from_long", "kappa_table"]
+
+
+class TableError(ValueError):
+    """Bad input table; the message names the table and the column."""
+
+
+@dataclass(frozen=True)
+class TableResult:
+    """A statistic computed on a table: ``value`` (result objects, frames) and ``text`` (printed)."""
+
+    value: Any
+    text: str
+
+    def to_json(self) -> str:
+        """Strict JSON (NaN and infinities as null)."""
+        return json.dumps(to_plain(self.value), indent=2, allow_nan=False) + "\n"
+
+
+# =========================================================================== columns
+def read_table(path: str | Path, id_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """Read a CSV file; ``id_columns`` stay strings ("1.10" and "1.1" are different cases)."""
+    p = Path(path)
+    if not p.exists():
+        raise TableError(f"file not found: {path}")
+    if p.is_dir():
+        raise TableError(f"{path} is a folder, not a CSV file")
+    try:
+        header = pd.read_csv(p, nrows=0).columns
+        return pd.read_csv(p, dtype={c: str for c in id_columns if c in header})
+    except pd.errors.EmptyDataError:
+        raise TableError(f"{path}: the file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise TableError(f"{path}: cannot be read as CSV ({exc})") from None
+
+
+def _require(df: pd.DataFrame, where: str, columns: Sequence[str | None]) -> None:
+    for col in columns:
+        if col is not None and col not in df.columns:
+            raise TableError(f"{where}: no column '{col}'; available columns: {', '.join(map(str, df.columns))}")
+
+
+def _truth(df: pd.DataFrame, where: str, col: str, positive: str | None = None) -> np.ndarray:
+    """0/1 ``int8`` truth: the column as 0/1, or 1 where it equals ``positive``."""
+    raw = df[col]
+    if positive is not None:
+        if raw.isna().any():
+            raise TableError(f"{where}: column '{col}' has {int(raw.isna().sum())} missing value(s)")
+        hit = raw.astype(str) == positive
+        if not hit.any() or hit.all():
+            raise TableError(f"{where}: column '{col}' must hold the --positive value {positive!r} and at least "
+                             f"one other; values are {pd.unique(raw.astype(str))[:5].tolist()}")
+        return hit.to_numpy(dtype=np.int8)
+    if raw.dtype == bool:
+        return raw.to_numpy(dtype=np.int8)
+    num = pd.to_numeric(raw, errors="coerce")
+    bad = num.isna() | ~num.isin([0, 1])
+    if bad.any():
+        examples = pd.unique(raw[bad].astype(str))[:5].tolist()
+        raise TableError(f"{where}: column '{col}' must be binary (0/1); found {int(bad.sum())} other "
+                         f"value(s), e.g. {examples}")
+    if num.nunique() < 2:
+        raise TableError(f"{where}: column '{col}' must contain both 0 and 1; all values are {int(num.iloc[0])}")
+    return num.to_numpy(dtype=np.int8)
+
+
+def _scores(df: pd.DataFrame, where: str, col: str) -> np.ndarray:
+    num = pd.to_numeric(df[col], errors="coerce")
+    bad = ~np.isfinite(num.to_numpy(dtype=float))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise TableError(f"{where}: column '{col}' must be numeric; {int(bad.sum())} value(s) are missing "
+                         f"or non-numeric (first at data row {first + 1}: {df[col].iloc[first]!r})")
+    return num.to_numpy(dtype=float)
+
+
+def _no_missing(df: pd.DataFrame, where: str, columns: Sequence[str]) -> None:
+    for col in columns:
+        n = int(df[col].isna().sum())
+        if n:
+            raise TableError(f"{where}: column '{col}' has {n} missing value(s)")
+
+
+def parse_threshold_grid(spec: str) -> np.ndarray:
+    """``"START:STOP:STEP"`` (inclusive) or ``"a,b,c"`` as an array of thresholds."""
+    try:
+        if ":" in spec:
+            parts = [float(x) for x in spec.split(":")]
+            if len(parts) != 3 or parts[2] <= 0 or parts[1] < parts[0]:
+                raise ValueError
+            start, stop, step = parts
+            n = int(math.floor((stop - start) / step + 1e-9)) + 1
+            # Rounded so that 0.01:0.99:0.01 gives exactly 0.25, as users expect.
+            return np.round(start + step * np.arange(n), 12)
+        return np.array([float(x) for x in spec.split(",") if x.strip()])
+    except ValueError:
+        raise ValueError(f"must be START:STOP:STEP (e.g. 0.01:0.99:0.01) or a comma list, got {spec!r}") from None
+
+
+# =========================================================================== statistics
+def mrmc_table(df: pd.DataFrame, where: str, *, reader: str, test: str, case: str, truth: str, rating: str,
+               cluster: str | None = None, positive: str | None = None, cov_method: str = "jackknife",
+               alpha: float = 0.05) -> TableResult:
+    """Obuchowski–Rockette MRMC analysis of a long table (one row per reader × test × case)."""
+    _require(df, where, [reader, test, case, truth, rating, cluster])
+    df = df.assign(**{truth: _truth(df, where, truth, positive)})
+    _scores(df, where, rating)
+    try:
+        res = mrmc(df, reader=reader, test=test, case=case, truth=truth, rating=rating, cluster=cluster,
+                   cov_method=cov_method, alpha=alpha)
+    except ValueError as exc:
+        raise TableError(f"{where}: {exc}") from None
+    return TableResult(res, res.summary())
+
+
+def delong_table(df: pd.DataFrame, where: str, *, truth: str, score_a: str, score_b: str,
+                 cluster: str | None = None, positive: str | None = None, alternative: str = "two-sided",
+                 alpha: float = 0.05) -> TableResult:
+    """Paired comparison of two AUCs: DeLong, or Obuchowski's clustered test with ``cluster``."""
+    _require(df, where, [truth, score_a, score_b, cluster])
+    t = _truth(df, where, truth, positive)
+    a, b = _scores(df, where, score_a), _scores(df, where, score_b)
+    try:
+        if cluster:
+            _no_missing(df, where, [cluster])
+            cl = df[cluster].to_numpy()
+            test = clustered_auc_difference(t, a, b, cl, alternative=alternative, alpha=alpha)
+            single = [clustered_auc(t, s, cl, alpha=alpha) for s in (a, b)]
+            method = f"Obuchowski (1997) clustered covariance, {test.n_clusters} clusters ('{cluster}')"
+        else:
+            test = delong_test(t, a, b, alternative=alternative, alpha=alpha)
+            single = [delong_auc_ci(t, s, alpha=alpha) for s in (a, b)]
+            method = "DeLong (1988) paired covariance"
+    except ValueError as exc:
+        raise TableError(f"{where}: {exc}") from None
+    pct = f"{100 * (1 - alpha):g}%"
+    rows = [[name, fmt_num(s.auc), fmt_num(s.se), fmt_num(s.ci_low), fmt_num(s.ci_high)]
+            for name, s in zip((score_a, score_b), single)]
+    text = "\n".join([
+        f"Paired comparison of AUCs: {score_a} vs {score_b}",
+        f"Cases: {test.n_pos} positive, {test.n_neg} negative; truth column '{truth}'",
+        f"Variance: {method}",
+        "",
+        text_table(["score", "AUC", "SE", f"{pct} CI low", "high"], rows),
+        "",
+        text_table(["difference", "estimate", "SE", "z", f"p ({test.alternative})", f"{pct} CI low", "high"],
+                   [[f"{score_a} - {score_b}", fmt_num(test.diff), fmt_num(test.se), fmt_num(test.z, ".4f"),
+                     fmt_p(test.p_value), fmt_num(test.ci_low), fmt_num(test.ci_high)]]),
+    ]) + "\n"
+    return TableResult({"test": test, "aucs": {score_a: single[0], score_b: single[1]}, "method": method}, text)
+
+
+def dca_table(df: pd.DataFrame, where: str, *, truth: str, scores: Sequence[str], thresholds,
+              positive: str | None = None, treat_all_label: str = "treat_all",
+              treat_none_label: str = "treat_none") -> TableResult:
+    """Decision curves: net benefit of each score column against treat all / treat none."""
+    _require(df, where, [truth, *scores])
+    t = _truth(df, where, truth, positive)
+    preds = {c: _scores(df, where, c) for c in scores}
+    for col, values in preds.items():
+        outside = (values < 0) | (values > 1)
+        if outside.any():
+            raise TableError(f"{where}: column '{col}' must hold probabilities in [0, 1] (or 0/1 calls); "
+                             f"{int(outside.sum())} value(s) are outside, e.g. {values[outside][:3].tolist()}")
+    try:
+        curve = decision_curve(t, preds, thresholds, treat_all_label=treat_all_label,
+                               treat_none_label=treat_none_label)
+    except ValueError as exc:
+        raise TableError(f"{where}: {exc}") from None
+    order = list(dict.fromkeys(curve["strategy"]))
+    wide = curve.pivot(index="threshold", columns="strategy", values="net_benefit")[order]
+    rows = [[fmt_num(th, ".4f")] + [fmt_num(v, ".6f") for v in wide.loc[th]] for th in wide.index]
+    text = "\n".join([
+        f"Decision curve: net benefit by threshold probability (n = {t.size}, {int(t.sum())} events in '{truth}')",
+        "Positive when predicted risk >= threshold; NB = TP/n - FP/n * pt/(1 - pt)",
+        "",
+        text_table(["threshold", *map(str, order)], rows),
+    ]) + "\n"
+    return TableResult(curve, text)
+
+
+def kappa_wide_from_columns(df: pd.DataFrame, where: str, columns: Sequence[str]) -> pd.DataFrame:
+    """The rater columns of a wide table (one column per rater), checked present and complete."""
+    _require(df, where, columns)
+    _no_missing(df, where, columns)
+    return df[list(columns)]
+
+
+def kappa_wide_from_long(df: pd.DataFrame, where: str, *, subjects: Sequence[str], reader: str,
+                         rating: str) -> pd.DataFrame:
+    """One column per reader from a long table (subject × reader rows); every subject rated by all."""
+    ids = [*subjects, reader]
+    _require(df, where, [*ids, rating])
+    _no_missing(df, where, [*ids, rating])
+    dup = df.duplicated(ids)
+    if dup.any():
+        raise TableError(f"{where}: {int(dup.sum())} duplicated subject x reader row(s) in columns {ids}")
+    wide = df.pivot(index=list(subjects), columns=reader, values=rating)
+    incomplete = wide.isna().any(axis=1)
+    if incomplete.any():
+        raise TableError(f"{where}: {int(incomplete.sum())} of {len(wide)} subject(s) are not rated by every "
+                         f"reader in '{reader}'; kappa needs complete ratings")
+    wide.columns = [str(c) for c in wide.columns]
+    if wide.shape[1] < 2:
+        raise TableError(f"{where}: column '{reader}' names only one reader")
+    return wide
+
+
+def kappa_table(wide: pd.DataFrame, where: str, what: str, *, weights: str | None = None,
+                alpha: float = 0.05) -> TableResult:
+    """Cohen's kappa for two rater columns; Fleiss' kappa plus pairwise Cohen's for more.
+
+    ``wide``: one column per rater, one row per subject, no missing ratings; ``what`` names
+    the raters in the printed heading.
+    """
+    raters = list(wide.columns)
+    try:
+        pairs = {f"{a} vs {b}": cohen_kappa(wide[a].to_numpy(), wide[b].to_numpy(), weights=weights, alpha=alpha)
+                 for a, b in itertools.combinations(raters, 2)}
+        fleiss = None
+        if len(raters) > 2:
+            long = wide.reset_index(drop=True).rename_axis("subject").reset_index().melt(
+                id_vars="subject", var_name="rater", value_name="rating")
+            fleiss = fleiss_kappa(long, alpha=alpha)
+    except ValueError as exc:
+        raise TableError(f"{where}: {exc}") from None
+    if len(raters) == 2:
+        cohen = next(iter(pairs.values()))
+        return TableResult({"cohen": cohen}, f"Agreement of {what}\n" + cohen.summary())
+    pct = f"{100 * (1 - alpha):g}%"
+    rows = [[name, fmt_num(k.kappa, ".4f"), fmt_num(k.se, ".4f"), fmt_num(k.ci_low, ".4f"),
+             fmt_num(k.ci_high, ".4f"), fmt_p(k.p_value)] for name, k in pairs.items()]
+    kind = "unweighted" if weights is None else f"{weights} weights"
+    text = (f"Agreement of {what}\n" + fleiss.summary() + "\n" + f"Pairwise Cohen's kappa ({kind})\n"
+            + text_table(["pair", "kappa", "SE", f"{pct} CI low", "high", "p"], rows) + "\n")
+    return TableResult({"fleiss": fleiss, "cohen_pairwise": [{"pair": k, **v.to_dict()} for k, v in pairs.items()]},
+                       text)

@@ -1,0 +1,81 @@
+"""Per-fold child runs in MLflow: the :class:`dlm_ml.training.recorder.FoldRecorder` the train
+command hands to the fold loop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+from pytorch_lightning.loggers import MLFlowLogger
+
+from dlm_ml.tracking.client import PARENT_TAG, download_artifact, log_file, log_metrics, set_tags
+from dlm_ml.tracking.run import tracked_run
+from dlm_ml.tracking.tracker import MlflowTracker
+
+#: Ids stay strings when stored tables are read back (pseudonymous ids may have leading zeros).
+_ID_DTYPES = {"patient_id": str, "lesion_id": str, "reader_id": str}
+
+
+class MlflowFoldRun:
+    """One fold's child run while it trains."""
+
+    def __init__(self, tracker: MlflowTracker, run_id: str):
+        self.tracker, self.run_id = tracker, run_id
+
+    def lightning_logger(self) -> MLFlowLogger:
+        return MLFlowLogger(experiment_name=self.tracker.experiment_name, tracking_uri=self.tracker.tracking_uri,
+                            run_id=self.run_id)
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        log_metrics(self.tracker.client, self.run_id, metrics)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        set_tags(self.tracker.client, self.run_id, tags)
+
+    def log_table(self, table: pd.DataFrame, file_name: str) -> None:
+        # Full float precision: a resumed run rebuilds its results from these files.
+        self.tracker.client.log_text(self.run_id, table.to_csv(index=False, float_format="%.17g"), file_name)
+
+    def log_file(self, path: str | Path, artifact_dir: str | None = None) -> None:
+        log_file(self.tracker.client, self.run_id, path, artifact_dir)
+
+
+class MlflowFoldRecorder:
+    """Child runs (tags ``mlflow.parentRunId``, ``dlm_ml.role = fold``, ``fold``) of ``parent_id``."""
+
+    def __init__(self, tracker: MlflowTracker, parent_id: str):
+        self.tracker, self.parent_id = tracker, parent_id
+        self._children = None
+
+    def children(self) -> dict:
+        """The parent's existing child runs by fold (those an interrupted session left)."""
+        if self._children is None:
+            runs = self.tracker.client.search_runs([self.tracker.experiment_id],
+                                                   f"tags.`{PARENT_TAG}` = '{self.parent_id}'")
+            self._children = {}
+            for run in runs:
+                fold = int(run.data.tags["fold"])
+                if fold in self._children:
+                    raise RuntimeError(f"run {self.parent_id} has two child runs for fold {fold}: "
+                                       f"{self._children[fold].info.run_id} and {run.info.run_id}")
+                self._children[fold] = run
+        return self._children
+
+    def finished_tables(self, fold: int) -> dict[str, pd.DataFrame] | None:
+        child = self.children().get(fold)
+        if child is None or child.info.status != "FINISHED":
+            return None
+        client = self.tracker.client
+        names = [a.path for a in client.list_artifacts(child.info.run_id) if a.path.endswith(".csv")]
+        return {name: pd.read_csv(download_artifact(client, child.info.run_id, name), dtype=_ID_DTYPES)
+                for name in names}
+
+    @contextmanager
+    def open_fold(self, fold: int) -> Iterator[MlflowFoldRun]:
+        existing = self.children().get(fold)
+        tags = {PARENT_TAG: self.parent_id, "dlm_ml.role": "fold", "fold": str(fold)}
+        with tracked_run(self.tracker.client, self.tracker.experiment_id, run_name=f"fold-{fold}", tags=tags,
+                         run_id=existing.info.run_id if existing is not None else None) as run_id:
+            yield MlflowFoldRun(self.tracker, run_id)
