@@ -39,5 +39,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(VPY) benchmarks/stats_speed.py
 
+# What `make demo` wrote, so the next one starts from scratch: its run folders, its synthetic
+# cohort and the registration and patch caches. Its MLflow runs stay in outputs/mlflow.
 clean-demo:
-	rm -rf outputs/demo
+	rm -rf outputs/logs/demo outputs/data/synthetic_default outputs/cache

@@ -19,6 +19,9 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+__all__ = ["PARENT_TAG", "TrackingUnavailableError", "check_reachable", "download_artifact", "flatten",
+           "get_experiment_id", "log_file", "log_metrics", "log_params", "log_text", "open_client", "set_tags"]
+
 PARENT_TAG = "mlflow.parentRunId"
 
 

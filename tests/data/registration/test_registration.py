@@ -8,7 +8,6 @@ transforms the tests choose, so the truth is known exactly.
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -154,10 +153,8 @@ def test_cohort_chains_cache_and_flags(cohort_dir, tmp_path):
     cohort = load_cohort(cohort_dir)
     cache = tmp_path / "cache"
     channels = [("baseline", "ct"), ("baseline", "adc"), ("presurgery", "ct"), ("presurgery", "adc")]
-    started = time.perf_counter()
     first = register_cohort(cohort, RIGID_AFFINE, cache, channels=channels, patients=["P0001"], progress=False,
                             log=lambda m: None)
-    fresh_seconds = time.perf_counter() - started
     t = first.table
     assert list(zip(t.timepoint, t.modality)) == [("baseline", "adc"), ("presurgery", "adc"), ("presurgery", "ct")]
     assert not t.cached.any() and not t.flagged.any(), t[["timepoint", "modality", "reasons"]]
@@ -182,11 +179,10 @@ def test_cohort_chains_cache_and_flags(cohort_dir, tmp_path):
         assert np.median(np.linalg.norm(got - want, axis=1)) < limit, (tp, mod)
         assert np.median(np.linalg.norm(base - want, axis=1)) > 4.0  # misaligned before registration
 
-    # the same inputs and settings: everything from the cache, identical transforms, fast
-    started = time.perf_counter()
+    # the same inputs and settings: everything from the cache, identical transforms
     second = register_cohort(cohort, RIGID_AFFINE, cache, channels=channels, patients=["P0001"], progress=False,
                              log=lambda m: None)
-    assert second.table.cached.all() and time.perf_counter() - started < max(1.0, fresh_seconds / 3)
+    assert second.table.cached.all()
     assert second.content_hashes() == first.content_hashes()
     # thresholds are applied when reading: tighter ones flag without registering again
     strict = RegistrationConfig(bspline=False, workers=1, failure=FailureThresholds(ct_metric_max=-5.0))
