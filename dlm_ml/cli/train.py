@@ -31,8 +31,9 @@ from dlm_ml.tracking.fold_runs import MlflowFoldRecorder
 from dlm_ml.tracking.provenance import record_provenance
 from dlm_ml.tracking.run import tracked_run
 from dlm_ml.training.cross_validation import CrossValidationResult, cross_validate
-from dlm_ml.training.determinism import raise_on_sigterm, seed_everything
+from dlm_ml.training.determinism import seed_everything
 from dlm_ml.utils.atomic import atomic_write_csv
+from dlm_ml.utils.signals import raise_on_sigterm
 
 log = logging.getLogger("dlm_ml.train")
 

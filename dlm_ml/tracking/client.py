@@ -19,6 +19,8 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from dlm_ml.utils.signals import interrupts_deferred
+
 __all__ = ["PARENT_TAG", "TrackingUnavailableError", "check_reachable", "download_artifact", "flatten",
            "get_experiment_id", "log_file", "log_metrics", "log_params", "log_text", "open_client", "set_tags"]
 
@@ -84,26 +86,31 @@ def flatten(mapping: dict, prefix: str = "") -> dict[str, str]:
 def log_params(client: MlflowClient, run_id: str, params: dict[str, str]) -> None:
     items = [Param(k[:250], v) for k, v in params.items()]
     for start in range(0, len(items), 100):  # MLflow's batch limit
-        client.log_batch(run_id, params=items[start:start + 100])
+        with interrupts_deferred():
+            client.log_batch(run_id, params=items[start:start + 100])
 
 
 def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
     now = int(time.time() * 1000)
     items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None and math.isfinite(float(v))]
     for start in range(0, len(items), 500):
-        client.log_batch(run_id, metrics=items[start:start + 500])
+        with interrupts_deferred():
+            client.log_batch(run_id, metrics=items[start:start + 500])
 
 
 def set_tags(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
-    client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+    with interrupts_deferred():
+        client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
 
 
 def log_text(client: MlflowClient, run_id: str, text: str, artifact_file: str) -> None:
-    client.log_text(run_id, text, artifact_file)
+    with interrupts_deferred():
+        client.log_text(run_id, text, artifact_file)
 
 
 def log_file(client: MlflowClient, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
-    client.log_artifact(run_id, str(path), artifact_path)
+    with interrupts_deferred():
+        client.log_artifact(run_id, str(path), artifact_path)
 
 
 def download_artifact(client: MlflowClient, run_id: str, artifact_path: str, dst_dir: str | Path | None = None) -> Path:

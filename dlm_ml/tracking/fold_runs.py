@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from pytorch_lightning.loggers import MLFlowLogger
 
-from dlm_ml.tracking.client import PARENT_TAG, download_artifact, log_file, log_metrics, set_tags
+from dlm_ml.tracking.client import PARENT_TAG, download_artifact, log_file, log_metrics, log_text, set_tags
 from dlm_ml.tracking.run import tracked_run
 from dlm_ml.tracking.tracker import MlflowTracker
 
@@ -36,7 +36,7 @@ class MlflowFoldRun:
 
     def log_table(self, table: pd.DataFrame, file_name: str) -> None:
         # Full float precision: a resumed run rebuilds its results from these files.
-        self.tracker.client.log_text(self.run_id, table.to_csv(index=False, float_format="%.17g"), file_name)
+        log_text(self.tracker.client, self.run_id, table.to_csv(index=False, float_format="%.17g"), file_name)
 
     def log_file(self, path: str | Path, artifact_dir: str | None = None) -> None:
         log_file(self.tracker.client, self.run_id, path, artifact_dir)

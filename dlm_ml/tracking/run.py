@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from mlflow.tracking import MlflowClient
 
 from dlm_ml.tracking.client import set_tags
+from dlm_ml.utils.signals import interrupts_deferred
 
 
 @contextmanager
@@ -24,15 +25,20 @@ def tracked_run(client: MlflowClient, experiment_id: str, *, run_name: str | Non
     ``KeyboardInterrupt`` and ``SystemExit``) it is marked FAILED and the exception propagates.
     ``tags`` are set on a reopened run too.
     """
-    if run_id is None:
-        run_id = client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {})).info.run_id
-    else:
-        client.update_run(run_id, status="RUNNING")
-        if tags:
-            set_tags(client, run_id, tags)
+    # Each change of a run's state is held together against SIGTERM (dlm_ml.utils.signals): an
+    # interrupt in the middle of a commit could leave the run RUNNING for good.
+    with interrupts_deferred():
+        if run_id is None:
+            run_id = client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {})).info.run_id
+        else:
+            client.update_run(run_id, status="RUNNING")
+            if tags:
+                set_tags(client, run_id, tags)
     try:
         yield run_id
     except BaseException:
-        client.set_terminated(run_id, "FAILED")
+        with interrupts_deferred():
+            client.set_terminated(run_id, "FAILED")
         raise
-    client.set_terminated(run_id, "FINISHED")
+    with interrupts_deferred():
+        client.set_terminated(run_id, "FINISHED")

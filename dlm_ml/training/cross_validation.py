@@ -32,12 +32,11 @@ from dlm_ml.training.recorder import PREDICTIONS_FILE, VALIDATION_PREDICTIONS_FI
 
 log = logging.getLogger("dlm_ml.training")
 
-PREDICTION_COLUMNS = ["patient_id", "lesion_id", "fold", "prob_pcr", "pcr"]
-
 
 @dataclass
 class FoldResult:
-    """Predictions of one fold, both tables with :data:`PREDICTION_COLUMNS`, one row per lesion.
+    """Predictions of one fold, both tables with the columns of
+    :data:`dlm_ml.data.cohort.schema.PREDICTION_COLUMNS`, one row per lesion.
 
     ``test``: the fold's own (held-out) lesions. ``validation``: the training-side lesions
     held out for early stopping, checkpoint choice and thresholds; never a test patient.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-
 import pytorch_lightning as pl
 import torch
 from monai.utils import set_determinism
@@ -21,16 +19,3 @@ def seed_everything(seed: int, deterministic: bool | str | None = True) -> bool:
     elif deterministic is not None:  # None: Lightning leaves torch's setting alone, so do we
         torch.use_deterministic_algorithms(bool(deterministic))
     return torch.are_deterministic_algorithms_enabled()
-
-
-def raise_on_sigterm() -> None:
-    """Turn SIGTERM into ``KeyboardInterrupt`` so an interrupted run unwinds through its
-    ``finally`` blocks and is recorded as failed, like Ctrl-C."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    try:
-        signal.signal(signal.SIGTERM, handler)
-    except ValueError:
-        pass  # not the main thread; the launcher handles signals
