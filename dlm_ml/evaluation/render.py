@@ -52,7 +52,6 @@ def _reasons(section: Any, where: str, notes: list[str]):
             _reasons(v, f"{where} / {label}" if label else where, notes)
 
 
-# =========================================================================== rendering
 def _n(row: dict) -> str:
     return f"{row['n_lesions']} ({row['n_patients']})"
 

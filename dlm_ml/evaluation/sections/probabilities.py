@@ -1,0 +1,130 @@
+"""Report sections on the probabilities themselves: calibration, decision curves against the
+"leave all" / "resect all" policies, and the patient-level analysis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from dlm_ml import stats
+from dlm_ml.evaluation.sections.common import (
+    LEAVE_ALL,
+    MODEL,
+    PATIENT_METHODS_ORDER,
+    READER_PATIENT_AGGREGATE,
+    RESECT_ALL,
+    attempt,
+    matched_model_calls,
+    paired,
+    read_by_all,
+    unavailable,
+)
+from dlm_ml.evaluation.sections.discrimination import auc_summary
+from dlm_ml.evaluation.settings import EvaluationSettings
+
+
+def calibration(predictions: pd.DataFrame, settings: EvaluationSettings) -> dict:
+    """Section 6: Brier score (with the no-skill reference), logistic recalibration with Wald
+    intervals, reliability."""
+    truth, prob = predictions.pcr.to_numpy(), predictions.prob_pcr.to_numpy()
+    prevalence = float(truth.mean())
+    out = {"n_lesions": int(len(truth)), "brier": stats.brier_score(truth, prob),
+           # Constant prediction of the prevalence: a model must beat this to carry information.
+           "brier_prevalence_only": prevalence * (1 - prevalence), "prevalence": prevalence}
+    if len(np.unique(truth)) < 2:
+        out["recalibration"] = unavailable("one outcome class only: calibration intercept/slope undefined")
+    else:
+        fit = attempt(stats.calibration_intercept_slope, truth, prob)
+        if fit["available"]:
+            for name in ("intercept", "slope"):
+                se = fit[f"{name}_se"]
+                low, high = stats.wald_interval(fit[name], np.nan if se is None else se, alpha=settings.alpha)
+                fit.update({f"{name}_ci_low": low, f"{name}_ci_high": high})
+        out["recalibration"] = fit
+    out["reliability"] = stats.reliability_curve(truth, prob, n_bins=settings.reliability_bins, strategy="quantile",
+                                                 alpha=settings.alpha)
+    return out
+
+def decision(predictions, readings, readers, thresholds, settings: EvaluationSettings) -> dict:
+    """Section 7: net benefit of leaving a lesion in place when P(pCR) ≥ pt.
+
+    "Treat" = leave in place, so ``truth = pcr``, ``prob = prob_pcr``, "leave all" is treat all
+    and "resect all" is treat none (net benefit 0). Readers' calls are fixed strategies (leave
+    what they call complete response). With readers, all strategies are compared on the lesions
+    every reader read, so that the curves share one denominator.
+    """
+    frame = read_by_all(predictions, readings, readers) if readers else predictions
+    strategies, groups = {MODEL: frame.prob_pcr.to_numpy()}, {MODEL: (MODEL, "curve")}
+    for r in readers:
+        strategies[f"reader {r} calls"] = frame[f"call_{r}"].to_numpy(float)
+        groups[f"reader {r} calls"] = (r, "calls")
+    if thresholds is not None:
+        for r in readers:
+            try:
+                strategies[f"model @ {r} threshold"] = matched_model_calls(frame, thresholds, r).astype(float)
+                groups[f"model @ {r} threshold"] = (r, "threshold")
+            except ValueError:
+                pass  # reported under operating points
+    grid = settings.threshold_grid
+    out = {"n_lesions": int(len(frame)), "n_lesions_not_read_by_all": int(len(predictions) - len(frame)),
+           "thresholds": grid, "treat": "leave the lesion in place",
+           "treat_all": LEAVE_ALL, "treat_none": RESECT_ALL, "strategy_groups": groups}
+    if not len(frame):
+        return {**out, **unavailable("no lesion read by every reader")}
+    curve = stats.decision_curve(frame.pcr.to_numpy(), strategies, grid, treat_all_label=LEAVE_ALL,
+                                 treat_none_label=RESECT_ALL)
+    # Net benefit in this framing equals net resections avoided per lesion against "resect
+    # all"; decision_curve's net_interventions_avoided is measured against "leave all", i.e.
+    # net lesions with viable tumour kept from being left in place.
+    curve = curve.rename(columns={"net_interventions_avoided": "net_viable_not_left_vs_leave_all"})
+    return {**out, "available": True, "curve": curve}
+
+def patient_level(predictions, readings, readers, settings: EvaluationSettings) -> dict:
+    """Section 8: one row per patient; model by each aggregation, readers by min/max score,
+    patient-level DeLong (patients are independent) and bootstrap CIs, model vs reader."""
+    out = {"n_patients": int(predictions.patient_id.nunique()), "methods": [], "comparisons": []}
+    model = {}
+    for method in PATIENT_METHODS_ORDER:
+        agg = stats.aggregate_to_patient(predictions.patient_id.to_numpy(), predictions.pcr.to_numpy(),
+                                         predictions.prob_pcr.to_numpy(), method=method)
+        model[method] = agg
+        row = auc_summary(f"model ({method})", agg.rename(columns={"truth": "pcr"}), "prob", settings)
+        out["methods"].append({**_patient_sizes(row), "event": stats.PATIENT_METHODS[method]})
+    for r in readers:
+        scores = _reader_patient_scores(predictions, readings, r)
+        for event, how in READER_PATIENT_AGGREGATE.items():
+            row = auc_summary(f"reader {r} ({how} score)", scores[event], "score", settings)
+            out["methods"].append({**_patient_sizes(row), "event": event,
+                                   "n_patients_not_fully_read": scores["n_not_fully_read"]})
+        primary = scores["all_pcr"].merge(model["min"][["patient_id", "prob"]], on="patient_id")
+        cmp = {"reader": r, "event": "all_pcr", "model_method": "min", "reader_method": "min",
+               "n_patients": int(len(primary))}
+        cmp["delong"] = (attempt(stats.delong_test, primary.pcr.to_numpy(), primary.prob.to_numpy(),
+                                 primary.score.to_numpy(float), alpha=settings.alpha)
+                         if primary.pcr.nunique() == 2 else unavailable("one outcome class only"))
+        out["comparisons"].append(cmp)
+    return out
+
+
+def _patient_sizes(row: dict) -> dict:
+    """At patient level a 'lesion' row is a patient: rename the counts accordingly."""
+    row = dict(row)
+    row.pop("n_lesions")
+    row["n_events"], row["n_non_events"] = row.pop("n_pcr"), row.pop("n_viable")
+    return row
+
+
+def _reader_patient_scores(predictions, readings, reader) -> dict:
+    """Per patient: the reader's min and max lesion score, on patients whose every evaluated
+    lesion the reader read (a partly read patient has no defined patient-level reading)."""
+    frame = paired(predictions, readings, reader)
+    n_eval = predictions.groupby("patient_id").size()
+    n_read = frame.groupby("patient_id").size().reindex(n_eval.index, fill_value=0)
+    full = n_eval.index[n_read == n_eval]
+    g = frame[frame.patient_id.isin(full)].groupby("patient_id", sort=True)
+    out = {"n_not_fully_read": int(len(n_eval) - len(full))}
+    for event, how in READER_PATIENT_AGGREGATE.items():
+        truth = g.pcr.min() if event == "all_pcr" else g.pcr.max()
+        out[event] = pd.DataFrame({"patient_id": truth.index, "pcr": truth.to_numpy(),
+                                   "score": getattr(g.score, how)().to_numpy(float)})
+    return out
