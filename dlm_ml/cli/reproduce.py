@@ -1,8 +1,10 @@
 """dlm-reproduce RUN_ID: re-create a tracked training run, or say precisely why not.
 
-Checks the run's code version and cohort against the present (refusing, with the differences,
-when they differ unless ``--force``), re-runs it into a new run tagged ``dlm_ml.reproduces`` and
-prints the original and new metrics side by side.
+Checks the run's code version, the code and config it used from outside the package (modules on
+``PYTHONPATH``, ``hydra.searchpath`` folders, weights files) and its cohort against the present
+(refusing, with the differences, when they differ unless ``--force``), re-runs it with the same
+search path into a new run tagged ``dlm_ml.reproduces`` and prints the original and new metrics
+side by side. Run it with the ``PYTHONPATH`` the original run had.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_id", help="MLflow parent run id of a dlm-train run")
     parser.add_argument("--tracking-uri", default=DEFAULT_URI,
                         help=f"tracking store holding the run (default: {DEFAULT_URI}, relative to this folder)")
-    parser.add_argument("--force", action="store_true", help="re-run even when code or cohort differ")
+    parser.add_argument("--force", action="store_true", help="re-run even when code, outside code or cohort differ")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. trainer=gpu")
     args = parser.parse_intermixed_args(argv)  # overrides may follow the options
     try:

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlm_ml.cli.config import CONF_DIR
 from dlm_ml.data.cohort.fingerprint import cohort_file_digests, fingerprint_from_digests
+from dlm_ml.data.covariates import covariate_table, lesion_covariates
 from dlm_ml.data.folds import check_no_leakage, make_folds
 from dlm_ml.data.patches import build_patches
 from dlm_ml.data.prepare import prepare_cohort
@@ -67,13 +68,16 @@ def train(cfg: DictConfig) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     patch_config = hydra.utils.instantiate(cfg.data.patches)  # refuses post-decision timepoints
+    covariate_config = hydra.utils.instantiate(cfg.data.covariates)
     cohort, report = prepare_cohort(cfg.data)
+    covariate_table(cohort, cohort.labelled_lesions(), covariate_config)  # a wrong column stops us before imaging
     digests = cohort_file_digests(cohort.root, verify=bool(cfg.data.get("verify_fingerprint", False)))
     fingerprint = fingerprint_from_digests(digests)
     if resumed and resumed.data.tags.get("cohort_fingerprint") != fingerprint:
         raise ValueError(f"cohort {cohort.root} changed since run {resumed.info.run_id} started; cannot resume")
     patches = build_patches(cohort, patch_config, cfg.paths.cache_dir, num_workers=int(cfg.data.preprocess_workers),
                             log=log.info, registration=registration_config_from_cfg(cfg.data))
+    covariates = lesion_covariates(cohort, patches.lesions, covariate_config)
     folds = _folds(cfg, patches.lesions)
     folds_path = atomic_write_csv(out_dir / "folds.csv", folds)
     # Determinism as training will run it, so the provenance tag records the true state.
@@ -97,7 +101,7 @@ def train(cfg: DictConfig) -> dict:
                                          torch_deterministic=deterministic)
                 train_runs.log_training_data(client, run_id, cohort=cohort, validation_summary=report.summary(),
                                              patches=patches, folds=folds, folds_path=folds_path)
-            result = cross_validate(cfg, patches, folds, MlflowFoldRecorder(tracker, run_id), out_dir)
+            result = cross_validate(cfg, patches, folds, MlflowFoldRecorder(tracker, run_id), out_dir, covariates)
             thresholds = fold_thresholds(result, cohort.readings)
             for name, table in (("predictions.csv", result.predictions), ("thresholds.csv", thresholds)):
                 tracking.log_file(client, run_id, atomic_write_csv(out_dir / name, table))

@@ -12,23 +12,29 @@ import torch
 from monai.data import DataLoader, Dataset
 from monai.transforms import Compose
 
+from dlm_ml.data.covariates import CovariateEncoder, LesionCovariates
 from dlm_ml.data.folds import check_disjoint, split_validation
 from dlm_ml.data.patches import PatchSet
 from dlm_ml.data.transforms import evaluation_transforms, training_transforms
 
 
-def lesion_records(patches: PatchSet, rows: np.ndarray) -> list[dict]:
+def lesion_records(patches: PatchSet, rows: np.ndarray, covariates: np.ndarray | None = None) -> list[dict]:
     """MONAI-style dictionaries, one per lesion.
 
-    Keys: ``image`` float32 [C, D, H, W]; ``present`` bool [C]; ``label`` float32 scalar (pcr);
+    Keys: ``image`` float32 [C, D, H, W]; ``present`` bool [C] (False: the image is missing, its
+    channel holds zeros and carries no information); ``covariates`` float32 [K] (encoded row of
+    ``covariates`` [N_patches, K]; K = 0 without covariates); ``label`` float32 scalar (pcr);
     ``patient_id``, ``lesion_id`` strings; ``index`` row in ``patches``.
     """
+    if covariates is None:
+        covariates = np.zeros((len(patches), 0), dtype=np.float32)
     records = []
     for i in rows:
         lesion = patches.lesions.iloc[int(i)]
         records.append({
             "image": patches.image[i],
             "present": patches.present[i],
+            "covariates": covariates[i],
             "label": np.float32(lesion.pcr),
             "patient_id": str(lesion.patient_id),
             "lesion_id": str(lesion.lesion_id),
@@ -94,11 +100,13 @@ class PCRDataModule(pl.LightningDataModule):
     val_fraction : float, share of training patients held out for early stopping, checkpoint
         selection and thresholds.
     seed : int, seeds the validation split and the augmentation.
+    covariates : raw clinical/lesion covariates of every lesion of ``patches``; their encoder is
+        fitted on this fold's fit lesions only (``covariate_encoder``).
     """
 
     def __init__(self, patches: PatchSet, folds: pd.DataFrame, fold: int, batch_size: int = 32,
                  num_workers: int = 0, val_fraction: float = 0.2, seed: int = 0,
-                 augmentation: dict | None = None):
+                 augmentation: dict | None = None, covariates: LesionCovariates | None = None):
         super().__init__()
         self.patches, self.folds, self.fold = patches, folds, int(fold)
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
@@ -118,6 +126,17 @@ class PCRDataModule(pl.LightningDataModule):
         check_disjoint(pid[self.fit_rows], pid[self.test_rows], "fit and test sets")
         check_disjoint(pid[self.val_rows], pid[self.test_rows], "validation and test sets")
         self.augmentation = dict(augmentation or {})
+        self.covariate_encoder, self.covariates = None, None
+        if covariates is not None and covariates.config:
+            covariates.check_aligned(patches.lesions)
+            # Fitted on the fit lesions only: validation and test values never shape the encoding.
+            self.covariate_encoder = CovariateEncoder(covariates.config).fit(covariates.table.iloc[self.fit_rows])
+            self.covariates = self.covariate_encoder.transform(covariates.table)
+
+    @property
+    def n_covariates(self) -> int:
+        """K, the length of each lesion's encoded covariate vector (0 without covariates)."""
+        return 0 if self.covariates is None else int(self.covariates.shape[1])
 
     @property
     def pos_weight(self) -> float:
@@ -126,19 +145,23 @@ class PCRDataModule(pl.LightningDataModule):
         return float((y == 0).sum() / max((y == 1).sum(), 1))
 
     def setup(self, stage: str | None = None) -> None:
-        self.fit_set = EpochSeededDataset(lesion_records(self.patches, self.fit_rows),
+        self.fit_set = EpochSeededDataset(lesion_records(self.patches, self.fit_rows, self.covariates),
                                           training_transforms(**self.augmentation), seed=self.seed * 1000 + self.fold)
         eval_tf = evaluation_transforms()
-        self.val_set = Dataset(lesion_records(self.patches, self.val_rows), transform=eval_tf)
-        self.test_set = Dataset(lesion_records(self.patches, self.test_rows), transform=eval_tf)
+        self.val_set = Dataset(lesion_records(self.patches, self.val_rows, self.covariates), transform=eval_tf)
+        self.test_set = Dataset(lesion_records(self.patches, self.test_rows, self.covariates), transform=eval_tf)
 
-    def _loader(self, dataset, sampler=None) -> DataLoader:
+    def _loader(self, dataset, sampler=None, drop_last: bool = False) -> DataLoader:
         # Workers are not persistent: each epoch's workers get the dataset's current epoch.
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, shuffle=False,
-                          num_workers=self.num_workers, persistent_workers=False)
+                          num_workers=self.num_workers, persistent_workers=False, drop_last=drop_last)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.fit_set, EpochPermutationSampler(self.fit_set, seed=self.seed * 1000 + self.fold))
+        # A last training batch of one lesion is skipped: batch normalisation cannot train on a
+        # single sample. The permutation changes every epoch, so no lesion is always left out.
+        lone_last = len(self.fit_set) % self.batch_size == 1 and len(self.fit_set) > 1
+        return self._loader(self.fit_set, EpochPermutationSampler(self.fit_set, seed=self.seed * 1000 + self.fold),
+                            drop_last=lone_last)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set)

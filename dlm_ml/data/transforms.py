@@ -15,9 +15,10 @@ see :class:`dlm_ml.data.patches.Normalisation`).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
+import torch
 from monai.transforms import (
     Compose,
     EnsureTyped,
@@ -29,6 +30,30 @@ from monai.transforms import (
 from monai.transforms.transform import MapTransform
 
 IMAGE_KEYS: tuple[str, ...] = ("image",)
+#: The entry holding one bool per channel: False where the (timepoint, modality) image is missing.
+PRESENT_KEY = "present"
+
+
+class MaskAbsentd(MapTransform):
+    """Zero every channel of ``keys`` whose ``present_key`` flag is False.
+
+    Missing images are zeros when patches are cut; intensity noise and affine border filling
+    would otherwise put values there, and a model could learn from the noise of an image that does
+    not exist. Runs last, after every augmentation.
+    """
+
+    def __init__(self, keys: Sequence[str] = IMAGE_KEYS, present_key: str = PRESENT_KEY):
+        super().__init__(list(keys))
+        self.present_key = present_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        present = torch.as_tensor(np.asarray(d[self.present_key], dtype=bool))
+        for key in self.key_iterator(d):
+            image = torch.as_tensor(d[key])
+            mask = present.reshape(-1, *([1] * (image.ndim - 1))).to(image.dtype)
+            d[key] = image * mask
+        return d
 
 
 def as_float_tensor(keys: Sequence[str] = IMAGE_KEYS) -> list[MapTransform]:
@@ -72,9 +97,10 @@ def training_transforms(flip_prob: float = 0.5, affine_prob: float = 0.5, rotate
         *random_affine(keys, affine_prob, rotate_deg, scale),
         *intensity_jitter(keys, intensity_scale, noise_std),
         *as_float_tensor(keys),
+        MaskAbsentd(keys),
     ])
 
 
 def evaluation_transforms(keys: Sequence[str] = IMAGE_KEYS) -> Compose:
-    """Validation and test folds: type conversion only."""
-    return Compose(as_float_tensor(keys))
+    """Validation and test folds: type conversion, missing images zeroed."""
+    return Compose([*as_float_tensor(keys), MaskAbsentd(keys)])

@@ -1,7 +1,10 @@
-"""Networks mapping a lesion patch [B, C, D, H, W] to one pCR logit per lesion [B].
+"""Stacked-channel networks: every (timepoint, modality) image of a lesion is one input channel
+of one CNN, [B, C, D, H, W] → one pCR logit per lesion [B].
 
 Every factory takes ``in_channels`` (timepoint × modality channels) and
-``patch_voxels`` (edge of the cubic patch in voxels) so configs can swap backbones.
+``patch_voxels`` (edge of the cubic patch in voxels) so configs can swap backbones. They read
+the image only: a missing image is a channel of zeros, i.e. the normalisation centre (liver-like
+tissue); the shared-encoder networks of :mod:`dlm_ml.models.longitudinal` read the present flags.
 """
 
 from __future__ import annotations
@@ -12,14 +15,15 @@ from torch import nn
 
 
 class _Squeeze(nn.Module):
-    """[B, 1] logits → [B]."""
+    """[B, 1] logits → [B]; takes the network inputs every model is called with and reads the image."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).reshape(x.shape[0])
+    def forward(self, image: torch.Tensor, present: torch.Tensor | None = None,
+                covariates: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(image).reshape(image.shape[0])
 
 
 def small_cnn(in_channels: int, patch_voxels: int, channels=(16, 32, 64), strides=(2, 2, 2),

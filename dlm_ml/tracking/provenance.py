@@ -18,19 +18,21 @@ from pathlib import Path
 
 import mlflow.data
 import torch
+from hydra.core.hydra_config import HydraConfig
 from mlflow.entities import DatasetInput, InputTag
 from mlflow.tracking import MlflowClient
 
-import dlm_ml
 from dlm_ml.tracking.client import flatten, log_file, log_params, log_text, set_tags
-from dlm_ml.utils.atomic import atomic_write_text
+from dlm_ml.tracking.external_code import PACKAGE_DIR, collect_external_code, external_code_tags
+from dlm_ml.utils.atomic import atomic_write_json, atomic_write_text
 from dlm_ml.utils.hashing import sha256_hex
 
 #: ``git_commit`` of code that is not in a git checkout (e.g. installed from a wheel).
 NOT_A_CHECKOUT = "none (not a git checkout)"
 PACKAGES = ("dlm_ml", "torch", "monai", "pytorch-lightning", "hydra-core", "SimpleITK", "scikit-learn",
             "mlflow", "numpy", "scipy", "pandas")
-PACKAGE_DIR = Path(dlm_ml.__file__).resolve().parent
+__all__ = ["NOT_A_CHECKOUT", "PACKAGE_DIR", "git_diff", "git_state", "hardware", "hydra_searchpath",
+           "installed_version", "package_versions", "record_provenance", "requirements_lock"]
 
 
 def _git(code_dir: Path, *args: str) -> str:
@@ -108,14 +110,26 @@ def hardware() -> dict[str, str]:
     return info
 
 
+def hydra_searchpath() -> list[str]:
+    """``hydra.searchpath`` of the running Hydra job (empty outside a Hydra app)."""
+    try:
+        return [str(entry) for entry in HydraConfig.get().searchpath]
+    except ValueError:
+        return []
+
+
 def record_provenance(client: MlflowClient, run_id: str, *, config_yaml: str, resolved: dict, overrides: list[str],
                       cohort, fingerprint: str, digests: dict[str, str], out_dir: Path,
-                      torch_deterministic: bool) -> dict[str, str]:
+                      torch_deterministic: bool, searchpath: list[str] | None = None) -> dict[str, str]:
     """Log the run's code, configuration, data and environment: the flattened resolved config
     as params, the rest as tags and ``provenance/`` artifacts (also written to ``out_dir``).
-    Returns the tags."""
+    Code and config from outside the package (``searchpath``, default: the running job's
+    ``hydra.searchpath``; modules of ``_target_`` entries; ``weights`` files) go to
+    ``provenance/external_code.json`` (:mod:`dlm_ml.tracking.external_code`). Returns the tags."""
     log_params(client, run_id, flatten(resolved))
     code = git_state()
+    external = collect_external_code(resolved, hydra_searchpath() if searchpath is None else searchpath)
+    log_file(client, run_id, atomic_write_json(out_dir / "external_code.json", external), "provenance")
     files = {"config.yaml": config_yaml, "overrides.json": json.dumps(overrides, indent=2),
              "requirements.lock.txt": requirements_lock(),
              "cohort_files.json": json.dumps(digests, indent=1, sort_keys=True)}
@@ -128,7 +142,7 @@ def record_provenance(client: MlflowClient, run_id: str, *, config_yaml: str, re
         **{f"hardware.{k}": v for k, v in hardware().items()},
         "cohort_fingerprint": fingerprint, "cohort_dir": str(cohort.root), "seed": str(resolved["seed"]),
         "num_workers": str(resolved["data"]["datamodule"].get("num_workers", 0)), "output_dir": str(out_dir),
-        "torch_deterministic": str(bool(torch_deterministic)).lower(),
+        "torch_deterministic": str(bool(torch_deterministic)).lower(), **external_code_tags(external),
     }
     set_tags(client, run_id, tags)
     # The lesions with an outcome as an MLflow dataset (shown in the UI): pseudonymous ids only.

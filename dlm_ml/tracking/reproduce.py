@@ -1,7 +1,8 @@
 """Re-create a tracked training run, or say precisely why not (the ``dlm-reproduce`` command).
 
-The run's provenance (code version, cohort file digests, command-line overrides) is
-read from the tracking store and checked against the present; on a match the run is
+The run's provenance (code version, code and config from outside the package, cohort file
+digests, command-line overrides) is read from the tracking store and checked against the
+present; on a match the run is
 trained and evaluated again into a new run tagged ``dlm_ml.reproduces``, and the
 original and new metrics and predictions are printed side by side.
 """
@@ -19,6 +20,8 @@ import pandas as pd
 from dlm_ml.data.cohort.fingerprint import cohort_file_digests, diff_digests
 from dlm_ml.tracking import client as tracking
 from dlm_ml.tracking.config_keys import is_result_key
+from dlm_ml.tracking.external_code import ARTIFACT as EXTERNAL_CODE_ARTIFACT
+from dlm_ml.tracking.external_code import external_code_differences, searchpath_override
 from dlm_ml.tracking.provenance import NOT_A_CHECKOUT, PACKAGE_DIR, git_state
 
 DEFAULT_URI = "sqlite:///outputs/mlflow/mlflow.db"
@@ -100,6 +103,15 @@ def _artifact_json(client, run_id: str, path: str):
     return json.loads(tracking.download_artifact(client, run_id, path).read_text())
 
 
+def external_code_record(client, run_id: str) -> dict | None:
+    """The run's record of code and config from outside the package; None for a run made
+    before such records were kept."""
+    folder = EXTERNAL_CODE_ARTIFACT.rsplit("/", 1)[0]
+    if EXTERNAL_CODE_ARTIFACT not in {a.path for a in client.list_artifacts(run_id, folder)}:
+        return None
+    return _artifact_json(client, run_id, EXTERNAL_CODE_ARTIFACT)
+
+
 def _predictions(client, run_id: str) -> pd.DataFrame:
     return pd.read_csv(tracking.download_artifact(client, run_id, "predictions.csv"),
                        dtype={"patient_id": str, "lesion_id": str})
@@ -131,17 +143,27 @@ def reproduce(run_id: str, tracking_uri: str = DEFAULT_URI, *, force: bool = Fal
     if tags.get("dlm_ml.role") != "train":
         raise ValueError(f"run {run_id} is not a dlm-train parent run (role {tags.get('dlm_ml.role')!r})")
     cohort_dir = tags.get("cohort_dir") or run.data.params.get("data.cohort_dir")
+    external = external_code_record(client, run_id)
     problems = code_differences(tags)
+    problems += external_code_differences(external) if external else []
     problems += cohort_differences(_artifact_json(client, run_id, "provenance/cohort_files.json"), cohort_dir)
     if problems and not force:
         raise RefusedError(run_id, problems)
     for p in problems:
         log(f"warning (proceeding anyway): {p}")
-    for note in code_notes(tags):
+    notes = code_notes(tags) + ([] if external else [
+        f"the run has no {EXTERNAL_CODE_ARTIFACT} (made before code outside the package was recorded): "
+        "modules, config folders or weights from outside dlm_ml, if it used any, were not checked"])
+    for note in notes:
         log(f"note: {note}")
 
     # Where results go is dlm-reproduce's own choice (below); only what determines them is replayed.
     overrides = [o for o in _artifact_json(client, run_id, "provenance/overrides.json") if is_result_key(o)]
+    # hydra.* is not replayed from the overrides, but the search path decides which config
+    # files compose the run (a lab's model/my_net.yaml): it is given back from the record.
+    searchpath = searchpath_override(external or {})
+    if searchpath and not any(o.lstrip("+~").startswith("hydra.searchpath") for o in extra_overrides):
+        overrides.append(searchpath)
     experiment = client.get_experiment(run.info.experiment_id)
     params = run.data.params
     command = [sys.executable, "-m", "dlm_ml.train", *overrides, f"reproduce_of={run_id}",
@@ -158,6 +180,8 @@ def reproduce(run_id: str, tracking_uri: str = DEFAULT_URI, *, force: bool = Fal
     table, max_diff = compare_runs(client, run_id, new.info.run_id)
     tracking.set_tags(client, new.info.run_id, {"dlm_ml.reproduction_max_abs_diff": f"{max_diff:.3g}"})
     tracking.log_text(client, new.info.run_id, table.to_csv(index=False), "reproduction/comparison.csv")
+    if problems:  # --force: the reproduction carries what differed from the recorded run
+        tracking.log_text(client, new.info.run_id, "\n".join(problems) + "\n", "reproduction/forced_differences.txt")
     return {"new_run_id": new.info.run_id, "comparison": table, "max_abs_prediction_diff": max_diff,
             "problems": problems}
 

@@ -24,6 +24,7 @@ import torch
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
+from dlm_ml.data.covariates import LesionCovariates
 from dlm_ml.data.patches import PatchSet
 from dlm_ml.models.callbacks import SeedEachEpoch, resume_checkpoint
 from dlm_ml.stats import roc_auc
@@ -61,11 +62,12 @@ class CrossValidationResult:
 
 
 def cross_validate(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, recorder: FoldRecorder,
-                   out_dir: str | Path) -> CrossValidationResult:
+                   out_dir: str | Path, covariates: LesionCovariates | None = None) -> CrossValidationResult:
     """Train every fold of ``folds`` (``patient_id, fold``) on ``patches``.
 
     ``cfg`` is the train config (``seed``, ``data.n_folds``, ``data.datamodule``, ``model``,
-    ``callbacks``, ``trainer``); each fold writes under ``out_dir/fold_<k>``.
+    ``callbacks``, ``trainer``); each fold writes under ``out_dir/fold_<k>``. ``covariates``: the
+    raw covariates of every lesion, encoded per fold on its fit lesions.
     """
     results = []
     for fold in range(int(cfg.data.n_folds)):
@@ -75,7 +77,7 @@ def cross_validate(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, reco
             log.info("fold %d: finished in an earlier session, its predictions reused", fold)
             continue
         with recorder.open_fold(fold) as run:
-            results.append(train_fold(cfg, patches, folds, fold, run, Path(out_dir) / f"fold_{fold}"))
+            results.append(train_fold(cfg, patches, folds, fold, run, Path(out_dir) / f"fold_{fold}", covariates))
     result = CrossValidationResult(results)
     if len(result.predictions) != len(patches):
         raise RuntimeError(f"{len(patches)} lesions but {len(result.predictions)} out-of-fold predictions")
@@ -152,16 +154,30 @@ def _prediction_table(lesions: pd.DataFrame, rows: np.ndarray, prob: np.ndarray,
         fold=fold, prob_pcr=prob, pcr=lesions.pcr.to_numpy()[rows]).reset_index(drop=True)
 
 
+def build_network(net_cfg: DictConfig, n_covariates: int) -> torch.nn.Module:
+    """The configured network; one that reads covariates declares ``n_covariates`` in its config and
+    gets the fold's encoded width here. Covariates given to a network that cannot read them are
+    refused rather than silently ignored."""
+    if "n_covariates" in net_cfg:
+        return hydra.utils.instantiate(net_cfg, n_covariates=n_covariates)
+    if n_covariates:
+        raise ValueError(f"data.covariates selects {n_covariates} covariate features but the network "
+                         f"{net_cfg.get('_target_')} does not read covariates; choose a model that does "
+                         "(e.g. model=longitudinal) or data/covariates=none")
+    return hydra.utils.instantiate(net_cfg)
+
+
 def train_fold(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, fold: int, run: FoldRun,
-               fold_dir: Path) -> FoldResult:
+               fold_dir: Path, covariates: LesionCovariates | None = None) -> FoldResult:
     """Train one fold (continuing from ``fold_dir/resume/last.ckpt`` when an earlier session
     left it), predict with the best epoch's weights, record metrics, tables and checkpoint."""
     seed = int(cfg.seed)
     # Seeded before anything random is built, so the fold does not depend on the folds before it.
     seed_everything(seed + fold, cfg.trainer.get("deterministic"))
     last_ckpt = fold_dir / "resume" / "last.ckpt"
-    datamodule = hydra.utils.instantiate(cfg.data.datamodule)(patches=patches, folds=folds, fold=fold)
-    net = hydra.utils.instantiate(cfg.model.net)
+    datamodule = hydra.utils.instantiate(cfg.data.datamodule)(patches=patches, folds=folds, fold=fold,
+                                                              covariates=covariates)
+    net = build_network(cfg.model.net, datamodule.n_covariates)
     scheduler = hydra.utils.instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None
     module = hydra.utils.instantiate(cfg.model.module)(net=net, optimizer=hydra.utils.instantiate(cfg.model.optimizer),
                                                        scheduler=scheduler, pos_weight=datamodule.pos_weight)
@@ -186,7 +202,7 @@ def train_fold(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, fold: in
     test = _prediction_table(patches.lesions, test_rows, test_prob, fold)
     metrics = {"n_test_lesions": len(test), "n_val_lesions": len(validation),
                "n_fit_lesions": len(datamodule.fit_rows), "epochs_run": float(trainer.current_epoch),
-               "pos_weight": datamodule.pos_weight}
+               "pos_weight": datamodule.pos_weight, "n_covariate_features": datamodule.n_covariates}
     if test.pcr.nunique() == 2:
         metrics["test_auc"] = roc_auc(test.pcr.to_numpy(), test.prob_pcr.to_numpy())
     run.log_metrics(metrics)

@@ -19,6 +19,16 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from dlm_ml.cli.config import CONF_DIR, config_groups
 
 COMMANDS = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
+#: Groups that live inside an option of another group and are chosen at a package: how to select them.
+NESTED_GROUPS = {"model/encoder": ["model=longitudinal", "model/encoder@model.net.encoder={option}"]}
+
+
+def _overrides(group: str | None, option: str | None) -> list[str]:
+    if group is None:
+        return []
+    if group in NESTED_GROUPS:
+        return [o.format(option=option) for o in NESTED_GROUPS[group]]
+    return [f"{group}={option}"]
 CASES = [(command, None, None) for command in COMMANDS] + [
     (command, group, option) for command in COMMANDS
     for group, options in config_groups(command).items() for option in options]
@@ -61,14 +71,16 @@ def _buildable_here(node: DictConfig) -> DictConfig:
 def test_every_group_option_composes_resolves_and_instantiates(command, group, option, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DLM_ML_ROOT", raising=False)
-    cfg = compose_command(command, [] if group is None else [f"{group}={option}"])
+    cfg = compose_command(command, _overrides(group, option))
     # output_dir comes from Hydra's runtime, which only a launched job has
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / "run")
     OmegaConf.resolve(cfg)  # every interpolation and resolver of the composed config
     built = {}
     for path, node in _targets(cfg):
-        obj = instantiate(_buildable_here(node))
+        # A network that reads covariates gets their width from the fold's fitted encoder.
+        extra = {"n_covariates": 3} if "n_covariates" in node else {}
+        obj = instantiate(_buildable_here(node), **extra)
         assert obj is not None and not isinstance(obj, DictConfig), path
         built[path] = obj
     if command == "train":

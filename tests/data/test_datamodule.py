@@ -71,3 +71,24 @@ def test_evaluation_transforms_only_convert(patches):
     record = lesion_records(patches, np.array([5]))[0]
     out = evaluation_transforms()(record)
     assert type(out["image"]) is torch.Tensor and np.array_equal(out["image"].numpy(), patches.image[5])
+
+
+@pytest.mark.parametrize("batch_size", [2, 4, 5])
+def test_no_training_batch_of_a_single_lesion(patches, batch_size):
+    """Batch normalisation cannot train on one sample: a last batch of one lesion is skipped,
+    any other remainder is kept, and over epochs every fit lesion is drawn."""
+    folds = pd.DataFrame({"patient_id": sorted(patches.lesions.patient_id.unique())})
+    folds["fold"] = np.arange(len(folds)) % 3
+    dm = PCRDataModule(patches, folds, fold=0, batch_size=batch_size, seed=7, val_fraction=0.2)
+    dm.setup("fit")
+    n_fit = len(dm.fit_set)
+    assert n_fit == 6  # with batch_size 5 the last batch would hold one lesion
+    loader, seen = dm.train_dataloader(), set()
+    for epoch in range(8):
+        loader.sampler.set_epoch(epoch)
+        sizes = []
+        for batch in loader:
+            sizes.append(len(batch["index"]))
+            seen.update(batch["index"].tolist())
+        assert min(sizes) >= 2 and sum(sizes) == n_fit - (1 if n_fit % batch_size == 1 else 0)
+    assert seen == set(dm.fit_rows.tolist())

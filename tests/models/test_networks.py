@@ -13,6 +13,7 @@ from dlm_ml.cli.config import CONF_DIR
 from dlm_ml.data.patches import patch_voxels
 from dlm_ml.models.module import PCRClassifier
 from dlm_ml.models.networks import densenet
+from dlm_ml.training.cross_validation import build_network
 
 MODEL_OPTIONS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 
@@ -32,13 +33,15 @@ def test_model_runs_on_default_patch(model):
     edge = patch_voxels(cfg.data.patches.patch_size_mm, cfg.data.patches.spacing_mm)
     channels = len(cfg.data.patches.timepoints) * len(cfg.data.patches.modalities)
     torch.manual_seed(0)
-    net = hydra.utils.instantiate(cfg.model.net)
+    n_covariates = 3 if "n_covariates" in cfg.model.net else 0  # a covariate-reading net gets a fold's width
+    net = build_network(cfg.model.net, n_covariates)
     module = hydra.utils.instantiate(cfg.model.module)(
         net=net, optimizer=hydra.utils.instantiate(cfg.model.optimizer),
         scheduler=hydra.utils.instantiate(cfg.model.scheduler), pos_weight=2.0)
     module.eval()
     with torch.no_grad():
-        logits = module(torch.randn(2, channels, edge, edge, edge))
+        logits = module(torch.randn(2, channels, edge, edge, edge), torch.ones(2, channels, dtype=torch.bool),
+                        torch.randn(2, n_covariates))
     assert logits.shape == (2,) and torch.isfinite(logits).all()
     config = module.configure_optimizers()
     assert isinstance(config["optimizer"], torch.optim.AdamW)

@@ -1,9 +1,13 @@
-"""Provenance tags carry true values: checked against git itself in real temporary repositories."""
+"""Provenance tags carry true values: checked against git itself in real temporary repositories;
+code and config from outside the package are recorded with their hashes and checked again."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -12,8 +16,14 @@ from omegaconf import OmegaConf
 from dlm_ml.cli.config import CONF_DIR
 from dlm_ml.data.cohort import validate_cohort
 from dlm_ml.data.cohort.fingerprint import cohort_file_digests, fingerprint_from_digests
+from dlm_ml.tracking.external_code import (
+    collect_external_code,
+    external_code_differences,
+    searchpath_override,
+)
 from dlm_ml.tracking.provenance import NOT_A_CHECKOUT, PACKAGE_DIR, git_state, record_provenance
 from dlm_ml.tracking.reproduce import code_differences, code_notes
+from dlm_ml.utils.hashing import file_sha256, payload_digest
 
 
 def _git(repo, *args) -> str:
@@ -119,8 +129,9 @@ def test_recorded_tags_are_the_true_state(tracker, handmade_cohort, tmp_path):
     assert stored["dlm_ml_version"] == metadata.version("dlm_ml")
     names = {a.path for a in tracker.client.list_artifacts(run_id, "provenance")}
     assert {"provenance/config.yaml", "provenance/overrides.json", "provenance/requirements.lock.txt",
-            "provenance/cohort_files.json"} <= names
+            "provenance/cohort_files.json", "provenance/external_code.json"} <= names
     assert ("provenance/uncommitted.diff" in names) == dirty
+    assert stored["dlm_ml.external_code"] == "0"  # dlm_ml's own targets only, no search path outside Hydra
 
 
 def test_code_differences_names_commit_and_files(repo):
@@ -133,3 +144,155 @@ def test_code_differences_names_commit_and_files(repo):
     changed = code_differences(tags, repo / "pkg")
     assert len(changed) == 1 and tags["git_commit"] in changed[0]
     assert "files changed since: pkg/model.py" in changed[0]
+
+
+# --- code and config from outside the package -------------------------------------------------
+
+LAB_MODULE = "dlm_test_lab_nets"
+LAB_SOURCE = """from torch import nn
+
+
+class TinyNet(nn.Module):
+    def __init__(self, in_channels: int = 2):
+        super().__init__()
+        self.linear = nn.Linear(in_channels, 1)
+
+    def forward(self, image, present=None, covariates=None):
+        return self.linear(image.mean(dim=(2, 3, 4))).squeeze(-1)
+
+
+def make_head(width: int = 1):
+    return nn.Linear(width, 1)
+"""
+LAB_YAML = """net:
+  _target_: dlm_test_lab_nets.TinyNet
+  in_channels: ${dlm_channels:${data.patches.timepoints},${data.patches.modalities}}
+optimizer:
+  _target_: torch.optim.AdamW
+  _partial_: true
+  lr: 0.001
+scheduler: null
+module:
+  _target_: dlm_ml.models.module.PCRClassifier
+  _partial_: true
+"""
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch):
+    """A lab's network module (importable from ``lab/``), its config folder (a space and a comma
+    in the name, as a user's folder may have) and a weights file."""
+    code = tmp_path / "lab"
+    code.mkdir()
+    (code / f"{LAB_MODULE}.py").write_text(LAB_SOURCE)
+    conf = tmp_path / "lab conf, v1"
+    (conf / "model").mkdir(parents=True)
+    (conf / "model" / "my_net.yaml").write_text(LAB_YAML)
+    (tmp_path / "weights.pt").write_bytes(b"\x00\x01weights")
+    monkeypatch.syspath_prepend(str(code))
+    monkeypatch.setenv("PYTHONPATH", str(code))  # what a re-run in a fresh interpreter sees
+    yield {"code": code, "module": code / f"{LAB_MODULE}.py", "conf": conf, "weights": tmp_path / "weights.pt"}
+    sys.modules.pop(LAB_MODULE, None)
+
+
+def _lab_config(lab) -> dict:
+    return {"seed": 1, "model": {
+        "net": {"_target_": f"{LAB_MODULE}.TinyNet", "in_channels": 2,
+                "encoder": {"_target_": "dlm_ml.models.networks.small_cnn", "weights": str(lab["weights"])}},
+        "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True},
+        "heads": [{"_target_": f"{LAB_MODULE}.make_head", "_partial_": True},
+                  {"_target_": "collections.OrderedDict"}],
+        "backbone": {"weights": None}}}
+
+
+def test_external_code_records_modules_searchpath_and_weights(lab):
+    record = collect_external_code(_lab_config(lab), [f"file://{lab['conf']}", "pkg://dlm_ml.conf"])
+    # only the lab's module: dlm_ml's (small_cnn, PCRClassifier), torch's and the stdlib's are versioned otherwise
+    assert [m["module"] for m in record["modules"]] == [LAB_MODULE]
+    module = record["modules"][0]
+    assert module["path"] == str(lab["module"].resolve()) and module["sha256"] == file_sha256(lab["module"])
+    assert module["import_root"] == str(lab["code"].resolve())
+    assert {t["key"] for t in module["targets"]} == {"model.net._target_", "model.heads[0]._target_"}
+    folder, package = record["searchpath"]
+    files = {"model/my_net.yaml": file_sha256(lab["conf"] / "model" / "my_net.yaml")}
+    assert folder["path"] == str(lab["conf"].resolve()) and folder["files"] == files
+    assert folder["sha256"] == payload_digest(files, short=False)
+    assert package == {"entry": "pkg://dlm_ml.conf", "scheme": "pkg"}  # by name only
+    assert record["weights"] == [{"key": "model.net.encoder.weights", "value": str(lab["weights"]),
+                                  "path": str(lab["weights"].resolve()), "sha256": file_sha256(lab["weights"])}]
+    assert record["unresolved_targets"] == []
+
+
+def test_plain_searchpath_entry_is_resolved_like_hydra(lab, tmp_path):
+    relative = collect_external_code({}, [lab["conf"].name], cwd=tmp_path)["searchpath"][0]
+    assert relative["path"] == str(lab["conf"].resolve()) and "model/my_net.yaml" in relative["files"]
+
+
+def test_a_target_that_cannot_be_imported_is_recorded_as_such(lab):
+    record = collect_external_code({"net": {"_target_": "no_such_lab_module.Net"}}, [])
+    assert record["modules"] == []
+    assert record["unresolved_targets"][0]["key"] == "net._target_"
+    assert "no_such_lab_module" in record["unresolved_targets"][0]["error"]
+
+
+def test_external_code_differences_name_the_file_and_both_hashes(lab):
+    record = collect_external_code(_lab_config(lab), [f"file://{lab['conf']}"])
+    assert external_code_differences(record) == []
+    source = lab["module"].read_bytes()
+    lab["module"].write_bytes(source.replace(b"width: int = 1", b"width: int = 2"))  # one byte
+    changed = external_code_differences(record)
+    assert len(changed) == 1 and str(lab["module"].resolve()) in changed[0]
+    assert f"sha256 recorded {record['modules'][0]['sha256']}" in changed[0]
+    assert f"now {file_sha256(lab['module'])}" in changed[0]
+    lab["module"].write_bytes(source)
+    assert external_code_differences(record) == []
+
+    yaml_file = lab["conf"] / "model" / "my_net.yaml"
+    yaml_file.write_text(LAB_YAML.replace("0.001", "0.002"))
+    (lab["conf"] / "model" / "other_net.yml").write_text("net: {}\n")
+    lab["weights"].unlink()
+    problems = "\n".join(external_code_differences(record))
+    assert "1 config file(s) changed since the run: model/my_net.yaml" in problems
+    assert "1 config file(s) added since the run: model/other_net.yml" in problems
+    assert f"weights (model.net.encoder.weights): file {lab['weights'].resolve()} no longer exists" in problems
+
+
+def test_a_module_off_pythonpath_is_named(lab, monkeypatch):
+    record = collect_external_code(_lab_config(lab), [])
+    monkeypatch.delenv("PYTHONPATH")
+    problems = external_code_differences(record)
+    assert len(problems) == 1
+    assert f"module {LAB_MODULE} (named by model.net._target_={LAB_MODULE}.TinyNet" in problems[0]
+    assert "cannot be imported" in problems[0] and f"put {lab['code'].resolve()} on PYTHONPATH" in problems[0]
+
+
+def test_searchpath_override_composes_the_recorded_config(lab):
+    """The override dlm-reproduce passes gives a re-run the same search path, also for a folder
+    whose name holds characters of Hydra's override grammar."""
+    record = collect_external_code({}, [f"file://{lab['conf']}"])
+    override = searchpath_override(record)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[override, "model=my_net"], return_hydra_config=True)
+    assert list(cfg.hydra.searchpath) == [f"file://{lab['conf'].resolve()}"]
+    assert cfg.model.net._target_ == f"{LAB_MODULE}.TinyNet"
+    assert searchpath_override({"searchpath": []}) is None
+
+
+def test_record_provenance_stores_the_external_code(tracker, handmade_cohort, lab, tmp_path):
+    _, cohort = validate_cohort(handmade_cohort)
+    digests = cohort_file_digests(cohort.root)
+    run_id = tracker.client.create_run(tracker.experiment_id).info.run_id
+    resolved = {**_lab_config(lab), "data": {"datamodule": {"num_workers": 0}}}
+    tags = record_provenance(tracker.client, run_id, config_yaml="seed: 1\n", resolved=resolved, overrides=[],
+                             cohort=cohort, fingerprint=fingerprint_from_digests(digests), digests=digests,
+                             out_dir=tmp_path / "out", torch_deterministic=False,
+                             searchpath=[f"file://{lab['conf']}"])
+    stored = json.loads(Path(tracker.client.download_artifacts(run_id, "provenance/external_code.json",
+                                                               str(tmp_path))).read_text())
+    assert stored == json.loads((tmp_path / "out" / "external_code.json").read_text())
+    assert [m["path"] for m in stored["modules"]] == [str(lab["module"].resolve())]
+    assert stored["searchpath"][0]["files"] == {"model/my_net.yaml": file_sha256(lab["conf"] / "model/my_net.yaml")}
+    run_tags = tracker.client.get_run(run_id).data.tags
+    assert run_tags["dlm_ml.external_code"] == tags["dlm_ml.external_code"] == "3"  # module, folder, weights
+    assert run_tags["dlm_ml.external_modules"] == LAB_MODULE
+    assert json.loads(run_tags["dlm_ml.searchpath"]) == [f"file://{lab['conf']}"]
