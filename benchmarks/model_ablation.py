@@ -93,13 +93,14 @@ class _MemoryRecorder:
         return contextlib.nullcontext(_MemoryRun())
 
 
-def compose_train(root: Path, preset: str, seed: int, overrides: list[str]):
+def compose_train(root: Path, preset: str, seed: int, overrides: list[str], stamp: str = "prepare"):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[f"paths.root_dir={root}", f"data.synthetic.preset={preset!r}",
                                           f"seed={seed}", "trainer=cpu", *overrides])
     with open_dict(cfg):
-        cfg.paths.output_dir = str(root / "outputs" / "benchmarks" / "model_ablation_runs")
+        # A folder of its own per invocation: the fold loop resumes from a checkpoint it finds.
+        cfg.paths.output_dir = str(root / "outputs" / "benchmarks" / "model_ablation_runs" / stamp)
         # Per-epoch logs of many folds are noise here; the summary table is the output.
         cfg.trainer.enable_progress_bar = False
     return cfg
@@ -107,9 +108,9 @@ def compose_train(root: Path, preset: str, seed: int, overrides: list[str]):
 
 def run_variant(args: tuple) -> dict:
     """Train one variant on every fold; returns its out-of-fold predictions and timing."""
-    root, preset, seed, name, overrides, threads = args
+    root, preset, seed, name, overrides, threads, stamp = args
     torch.set_num_threads(threads)
-    cfg = compose_train(root, preset, seed, overrides)
+    cfg = compose_train(root, preset, seed, overrides, stamp)
     cohort, _ = prepare_cohort(cfg.data)
     patches = build_patches(cohort, hydra.utils.instantiate(cfg.data.patches), cfg.paths.cache_dir, num_workers=1,
                             registration=registration_config_from_cfg(cfg.data))
@@ -196,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         build_patches(cohort, hydra.utils.instantiate(cfg.data.patches), cfg.paths.cache_dir,
                       num_workers=int(cfg.data.preprocess_workers), registration=registration_config_from_cfg(cfg.data))
         threads = 1 if args.workers > 1 else max(torch.get_num_threads(), 1)
-        jobs = [(root, preset, args.seed, name, [*args.extra, *VARIANTS[name][1]], threads) for name in args.variants]
+        stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+        jobs = [(root, preset, args.seed, name, [*args.extra, *VARIANTS[name][1]], threads, stamp)
+                for name in args.variants]
         results = parallel_map(run_variant, jobs, workers=args.workers, desc=f"{preset}: variants", unit="model")
         for r in results:
             atomic_write_csv(out / f"model_ablation_{preset}_{r['name']}_predictions.csv", r["predictions"])
