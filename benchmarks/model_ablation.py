@@ -61,7 +61,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "presurgery_only": ("concat + delta, presurgery only",
                         ["model=longitudinal", "data.patches.timepoints=[presurgery]"]),
     "adc_only": ("concat + delta, ADC only", ["model=longitudinal", "data.patches.modalities=[adc]"]),
-    "covariates_only": ("covariates only (MLP)", ["model=covariates_only", "data/covariates=clinical"]),
+    "covariates_only": ("covariates only (logistic)", ["model=covariates_only", "data/covariates=clinical"]),
 }
 REFERENCE = "stacked_cnn"
 
