@@ -45,6 +45,7 @@ from dlm_ml.data.prepare import prepare_cohort
 from dlm_ml.data.registration import registration_config_from_cfg
 from dlm_ml.stats import calibration_intercept_slope, cluster_bootstrap_auc, clustered_auc_difference
 from dlm_ml.training.cross_validation import cross_validate
+from dlm_ml.training.recorder import MemoryFoldRecorder
 from dlm_ml.utils.atomic import atomic_write_csv
 from dlm_ml.utils.parallel import parallel_map
 
@@ -64,33 +65,6 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "covariates_only": ("covariates only (logistic)", ["model=covariates_only", "data/covariates=clinical"]),
 }
 REFERENCE = "stacked_cnn"
-
-
-class _MemoryRun:
-    """A fold record kept in memory: the benchmark measures models, not the tracking store."""
-
-    def lightning_logger(self):
-        return False
-
-    def log_metrics(self, metrics):
-        pass
-
-    def set_tags(self, tags):
-        pass
-
-    def log_table(self, table, file_name):
-        pass
-
-    def log_file(self, path, artifact_dir=None):
-        pass
-
-
-class _MemoryRecorder:
-    def finished_tables(self, fold):
-        return None
-
-    def open_fold(self, fold):
-        return contextlib.nullcontext(_MemoryRun())
 
 
 def compose_train(root: Path, preset: str, seed: int, overrides: list[str], stamp: str = "prepare"):
@@ -120,7 +94,7 @@ def run_variant(args: tuple) -> dict:
     out_dir = Path(cfg.paths.output_dir) / preset / name
     started = time.perf_counter()
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-        result = cross_validate(cfg, patches, folds, _MemoryRecorder(), out_dir, covariates)
+        result = cross_validate(cfg, patches, folds, MemoryFoldRecorder(), out_dir, covariates)
     seconds = time.perf_counter() - started
     return {"name": name, "predictions": result.predictions, "seconds_per_fold": seconds / int(cfg.data.n_folds)}
 

@@ -3,7 +3,7 @@ of any tracking backend (the MLflow implementation lives in :mod:`dlm_ml.trackin
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Protocol
 
@@ -44,3 +44,43 @@ class FoldRecorder(Protocol):
     def open_fold(self, fold: int) -> AbstractContextManager[FoldRun]:
         """Open the fold's record (or reopen the one an interrupted session left); it is
         closed as finished when the block ends normally and as failed when it raises."""
+
+
+class MemoryFoldRun:
+    """A fold record kept in memory (no Lightning logger): for notebooks, benchmarks and tests
+    that want the fold loop without a tracking store."""
+
+    def __init__(self):
+        self.metrics: dict[str, float] = {}
+        self.tags: dict[str, str] = {}
+        self.tables: dict[str, pd.DataFrame] = {}
+        self.files: list[Path] = []
+
+    def lightning_logger(self):
+        return False
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        self.metrics.update(metrics)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.tags.update(tags)
+
+    def log_table(self, table: pd.DataFrame, file_name: str) -> None:
+        self.tables[file_name] = table
+
+    def log_file(self, path: str | Path, artifact_dir: str | None = None) -> None:
+        self.files.append(Path(path))
+
+
+class MemoryFoldRecorder:
+    """Opens a fresh :class:`MemoryFoldRun` per fold (kept in ``runs``); nothing is resumed."""
+
+    def __init__(self):
+        self.runs: dict[int, MemoryFoldRun] = {}
+
+    def finished_tables(self, fold: int) -> None:
+        return None
+
+    def open_fold(self, fold: int) -> AbstractContextManager[MemoryFoldRun]:
+        self.runs[fold] = MemoryFoldRun()
+        return nullcontext(self.runs[fold])

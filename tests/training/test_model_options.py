@@ -19,7 +19,7 @@ from dlm_ml.data.patches import build_patches
 from dlm_ml.data.prepare import prepare_cohort
 from dlm_ml.data.registration import registration_config_from_cfg
 from dlm_ml.training.cross_validation import train_fold
-from dlm_ml.training.recorder import PREDICTIONS_FILE, VALIDATION_PREDICTIONS_FILE
+from dlm_ml.training.recorder import PREDICTIONS_FILE, VALIDATION_PREDICTIONS_FILE, MemoryFoldRun
 
 pytestmark = pytest.mark.slow  # registers a cohort and trains every model option
 
@@ -29,28 +29,6 @@ ENCODERS = config_groups("train")["model/encoder"]
 COVARIATE_CASES = {"covariates_only": ["data/covariates=clinical"],
                    "longitudinal_attention": ["data/covariates=clinical", "model.net.covariate_fusion=film"],
                    "longitudinal": ["data/covariates=clinical"]}
-
-
-class InMemoryRun:
-    """The fold record the training loop writes to, kept in memory."""
-
-    def __init__(self):
-        self.metrics, self.tags, self.tables, self.files = {}, {}, {}, []
-
-    def lightning_logger(self):
-        return False
-
-    def log_metrics(self, metrics):
-        self.metrics.update(metrics)
-
-    def set_tags(self, tags):
-        self.tags.update(tags)
-
-    def log_table(self, table, file_name):
-        self.tables[file_name] = table
-
-    def log_file(self, path, artifact_dir=None):
-        self.files.append(Path(path))
 
 
 def _config(root: Path, overrides: list[str]):
@@ -84,12 +62,12 @@ def tiny(tmp_path_factory):
     return root, cohort, make_folds(patches.lesions, 2, 0)
 
 
-def _train_one_fold(tiny, overrides: list[str]) -> InMemoryRun:
+def _train_one_fold(tiny, overrides: list[str]) -> MemoryFoldRun:
     root, cohort, folds = tiny
     cfg = _config(root, overrides)
     patches = _patches(cfg, cohort)
     covariates = lesion_covariates(cohort, patches.lesions, hydra.utils.instantiate(cfg.data.covariates))
-    run = InMemoryRun()
+    run = MemoryFoldRun()
     fold_dir = root / "folds" / "_".join(overrides).replace("/", "-").replace("@", "-")
     result = train_fold(cfg, patches, folds, 0, run, fold_dir, covariates)
     test = result.test
