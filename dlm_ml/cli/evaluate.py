@@ -1,8 +1,10 @@
 """dlm-evaluate: compare out-of-fold pCR predictions with the radiologists' readings.
 
 ``dlm-evaluate run_id=RUN`` (the run's predictions, thresholds and cohort) or ``dlm-evaluate
-predictions=CSV cohort_dir=DIR [thresholds=CSV]``; ``evaluation.n_boot=...`` etc. set the
-statistics (conf/evaluation/default.yaml). The evaluation is recorded as its own MLflow run.
+predictions=CSV cohort_dir=DIR [thresholds=CSV] [model_name=NAME]``; ``evaluation.n_boot=...`` etc.
+set the statistics (conf/evaluation/default.yaml). The evaluation is recorded as its own MLflow
+run, tagged with the model's name, the cohort and its fingerprint, with the predictions it
+evaluated, so that ``dlm-compare`` can line it up with training runs.
 """
 
 from __future__ import annotations
@@ -21,44 +23,53 @@ from dlm_ml.data.cohort import load_cohort
 from dlm_ml.data.cohort.fingerprint import cohort_fingerprint
 from dlm_ml.evaluation.evaluate import evaluate, read_predictions
 from dlm_ml.tracking.run import tracked_run
+from dlm_ml.tracking.train_runs import MODEL_NAME_TAG
 
 
 def _inputs(cfg: DictConfig, client):
-    """(predictions, thresholds or None, cohort folder, experiment id, source) from a run or from files."""
+    """(predictions file, thresholds or None, cohort folder, experiment id, source, model name) from a run
+    or from files; the model's name: ``model_name``, else the evaluated run's, else ``model``."""
     if cfg.run_id:
         run = client.get_run(cfg.run_id)
-        pred = read_predictions(tracking.download_artifact(client, cfg.run_id, "predictions.csv"))
+        pred = tracking.download_artifact(client, cfg.run_id, "predictions.csv")
         thresholds = pd.read_csv(tracking.download_artifact(client, cfg.run_id, "thresholds.csv"),
                                  dtype={"reader_id": str})
         cohort_dir = cfg.cohort_dir or run.data.params.get("data.cohort_dir")
         if not cohort_dir:
             raise ValueError(f"run {cfg.run_id} records no data.cohort_dir; pass cohort_dir=...")
-        return pred, thresholds, cohort_dir, run.info.experiment_id, f"run {cfg.run_id} ({run.info.run_name})"
+        name = cfg.model_name or run.data.tags.get(MODEL_NAME_TAG) or "model"
+        return pred, thresholds, cohort_dir, run.info.experiment_id, f"run {cfg.run_id} ({run.info.run_name})", name
     if cfg.predictions and cfg.cohort_dir:
         thresholds = pd.read_csv(cfg.thresholds, dtype={"reader_id": str}) if cfg.thresholds else None
         experiment_id = tracking.get_experiment_id(client, cfg.logger.experiment_name,
                                                    cfg.logger.get("artifact_location"))
-        return read_predictions(cfg.predictions), thresholds, cfg.cohort_dir, experiment_id, str(cfg.predictions)
+        return (Path(cfg.predictions), thresholds, cfg.cohort_dir, experiment_id, str(cfg.predictions),
+                cfg.model_name or "model")
     raise SystemExit("dlm-evaluate needs run_id=<MLflow run> or predictions=<csv> cohort_dir=<cohort folder>")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     client = tracking.open_client(cfg.logger.tracking_uri)
-    pred, thresholds, cohort_dir, experiment_id, source = _inputs(cfg, client)
+    pred_path, thresholds, cohort_dir, experiment_id, source, model_name = _inputs(cfg, client)
+    pred = read_predictions(pred_path)
     cohort = load_cohort(cohort_dir)
     settings = instantiate(cfg.evaluation)
-    tags = {"dlm_ml.role": "evaluate", **({"dlm_ml.evaluated_run": cfg.run_id} if cfg.run_id else {})}
-    with tracked_run(client, experiment_id, run_name="evaluate", tags=tags) as run_id:
-        header = {"evaluation run": run_id, "predictions": source, "cohort": str(cohort_dir),
-                  "cohort fingerprint": cohort_fingerprint(cohort_dir),
-                  "git commit": tracking.git_state().get("git_commit", "unknown"),
+    fingerprint = cohort_fingerprint(cohort_dir)
+    tags = {"dlm_ml.role": "evaluate", MODEL_NAME_TAG: model_name, "cohort_fingerprint": fingerprint,
+            "cohort_dir": str(Path(cohort_dir).resolve()),
+            **({"dlm_ml.evaluated_run": cfg.run_id} if cfg.run_id else {})}
+    with tracked_run(client, experiment_id, run_name=f"evaluate {model_name}", tags=tags) as run_id:
+        header = {"evaluation run": run_id, "model": model_name, "predictions": source, "cohort": str(cohort_dir),
+                  "cohort fingerprint": fingerprint, "git commit": tracking.git_state().get("git_commit", "unknown"),
                   "thresholds": "per fold, matched to each reader" if thresholds is not None else "none given",
                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         evaluation = evaluate(pred, cohort, thresholds, Path(cfg.paths.output_dir), settings=settings,
-                              header=header)
+                              header=header, model_name=model_name)
         tracking.log_metrics(client, run_id, evaluation.metrics)
         tracking.log_metrics(client, run_id, {f"count_{k}": v for k, v in evaluation.counts.items()})
+        # The predictions evaluated, under the name dlm-train uses: dlm-compare's paired tests read them.
+        tracking.log_text(client, run_id, Path(pred_path).read_text(), "predictions.csv")
         for path in evaluation.files:
             tracking.log_file(client, run_id, path, "evaluation")
     print(evaluation.table_text)

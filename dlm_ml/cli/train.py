@@ -18,12 +18,11 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from dlm_ml.cli.config import CONF_DIR
+from dlm_ml.cli.train_inputs import is_tabular, training_inputs
 from dlm_ml.data.cohort.fingerprint import cohort_file_digests, fingerprint_from_digests
-from dlm_ml.data.covariates import covariate_table, lesion_covariates
-from dlm_ml.data.folds import check_no_leakage, make_folds
-from dlm_ml.data.patches import build_patches
+from dlm_ml.data.folds import FOLD_LABEL_COLUMN
 from dlm_ml.data.prepare import prepare_cohort
-from dlm_ml.data.registration import registration_config_from_cfg
+from dlm_ml.data.validation_design import FoldsFile
 from dlm_ml.evaluation.evaluate import evaluate
 from dlm_ml.evaluation.thresholds import reader_matched_thresholds
 from dlm_ml.tracking import client as tracking
@@ -31,8 +30,11 @@ from dlm_ml.tracking import train_runs
 from dlm_ml.tracking.fold_runs import MlflowFoldRecorder
 from dlm_ml.tracking.provenance import record_provenance
 from dlm_ml.tracking.run import tracked_run
+from dlm_ml.tracking.train_runs import MODEL_NAME_TAG
 from dlm_ml.training.cross_validation import CrossValidationResult, cross_validate
 from dlm_ml.training.determinism import seed_everything
+from dlm_ml.training.posthoc import calibrate_folds
+from dlm_ml.training.tabular import cross_validate_tabular
 from dlm_ml.utils.atomic import atomic_write_csv
 from dlm_ml.utils.signals import raise_on_sigterm
 
@@ -47,12 +49,11 @@ def fold_thresholds(result: CrossValidationResult, readings: pd.DataFrame) -> pd
                       for f in result.folds], ignore_index=True)
 
 
-def _folds(cfg: DictConfig, lesions: pd.DataFrame) -> pd.DataFrame:
-    if not cfg.data.get("folds_file"):
-        return make_folds(lesions, int(cfg.data.n_folds), int(cfg.seed))
-    folds = pd.read_csv(cfg.data.folds_file, dtype={"patient_id": str})
-    check_no_leakage(folds)
-    return folds
+def _folds(cfg: DictConfig, lesions: pd.DataFrame, cohort):
+    """The validation design (``data.validation``, or the split of ``data.folds_file``) and its folds."""
+    design = FoldsFile(cfg.data.folds_file) if cfg.data.get("folds_file") else hydra.utils.instantiate(
+        cfg.data.validation)
+    return design, design.folds(lesions, cohort.patients, int(cfg.seed))
 
 
 def train(cfg: DictConfig) -> dict:
@@ -67,27 +68,27 @@ def train(cfg: DictConfig) -> dict:
     out_dir = Path(resumed.data.tags["output_dir"]) if resumed else Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    patch_config = hydra.utils.instantiate(cfg.data.patches)  # refuses post-decision timepoints
-    covariate_config = hydra.utils.instantiate(cfg.data.covariates)
+    if not is_tabular(cfg):
+        hydra.utils.instantiate(cfg.data.patches)  # refuses post-decision timepoints before any work
+    calibration = hydra.utils.instantiate(cfg.calibration)
     cohort, report = prepare_cohort(cfg.data)
-    covariate_table(cohort, cohort.labelled_lesions(), covariate_config)  # a wrong column stops us before imaging
     digests = cohort_file_digests(cohort.root, verify=bool(cfg.data.get("verify_fingerprint", False)))
     fingerprint = fingerprint_from_digests(digests)
     if resumed and resumed.data.tags.get("cohort_fingerprint") != fingerprint:
         raise ValueError(f"cohort {cohort.root} changed since run {resumed.info.run_id} started; cannot resume")
-    patches = build_patches(cohort, patch_config, cfg.paths.cache_dir, num_workers=int(cfg.data.preprocess_workers),
-                            log=log.info, registration=registration_config_from_cfg(cfg.data))
-    covariates = lesion_covariates(cohort, patches.lesions, covariate_config)
-    folds = _folds(cfg, patches.lesions)
+    inputs = training_inputs(cfg, cohort)
+    design, folds = _folds(cfg, inputs.lesions, cohort)
     folds_path = atomic_write_csv(out_dir / "folds.csv", folds)
     # Determinism as training will run it, so the provenance tag records the true state.
     deterministic = seed_everything(int(cfg.seed), cfg.trainer.get("deterministic"))
 
     overrides = train_runs.command_line_overrides()
+    model_name = train_runs.config_choice("model")
     run_name = resumed.info.run_name if resumed else (
         tracker.run_name or train_runs.run_name_from_overrides(overrides, cfg.task_name))
     tags = {"dlm_ml.resumed": "true"} if resumed else {
-        "dlm_ml.role": "train", train_runs.CONFIG_DIGEST_TAG: digest, **train_runs.sweep_tags(),
+        "dlm_ml.role": "train", MODEL_NAME_TAG: model_name, train_runs.CONFIG_DIGEST_TAG: digest,
+        **train_runs.sweep_tags(),
         **({"dlm_ml.reproduces": str(cfg.reproduce_of)} if cfg.get("reproduce_of") else {})}
     with tracked_run(client, tracker.experiment_id, run_name=run_name, tags=tags,
                      run_id=resumed.info.run_id if resumed else None) as run_id:
@@ -100,17 +101,30 @@ def train(cfg: DictConfig) -> dict:
                                          fingerprint=fingerprint, digests=digests, out_dir=out_dir,
                                          torch_deterministic=deterministic)
                 train_runs.log_training_data(client, run_id, cohort=cohort, validation_summary=report.summary(),
-                                             patches=patches, folds=folds, folds_path=folds_path)
-            result = cross_validate(cfg, patches, folds, MlflowFoldRecorder(tracker, run_id), out_dir, covariates)
+                                             inputs=inputs, folds=folds, folds_path=folds_path)
+            recorder = MlflowFoldRecorder(tracker, run_id)
+            if is_tabular(cfg):
+                result = cross_validate_tabular(cfg, inputs.lesions, inputs.features, folds, recorder, out_dir)
+            else:
+                result = cross_validate(cfg, inputs.patches, folds, recorder, out_dir, inputs.covariates)
+            result, calibrations = calibrate_folds(result, calibration)
             thresholds = fold_thresholds(result, cohort.readings)
-            for name, table in (("predictions.csv", result.predictions), ("thresholds.csv", thresholds)):
+            # the design's name of each test fold (a site for leave-one-site-out), shown per fold in the report
+            predictions = result.predictions.assign(
+                **{FOLD_LABEL_COLUMN: result.predictions.fold.map(design.fold_labels(folds))})
+            tables = [("predictions.csv", predictions), ("thresholds.csv", thresholds)]
+            if len(calibrations):
+                tables.append(("calibration.csv", calibrations))
+            for name, table in tables:
                 tracking.log_file(client, run_id, atomic_write_csv(out_dir / name, table))
             outcome = {"run_id": run_id, "output_dir": str(out_dir)}
             if cfg.get("evaluate", True):
                 commit = (resumed.data.tags if resumed else code).get("git_commit", "unknown")
-                evaluation = evaluate(result.predictions, cohort, thresholds, out_dir / "evaluation",
-                                      settings=hydra.utils.instantiate(cfg.evaluation),
-                                      header=train_runs.report_header(run_id, run_name, fingerprint, commit))
+                header = {**train_runs.report_header(run_id, run_name, fingerprint, commit),
+                          "validation_design": design.describe(folds), "calibration": calibration.method}
+                evaluation = evaluate(predictions, cohort, thresholds, out_dir / "evaluation",
+                                      settings=hydra.utils.instantiate(cfg.evaluation), header=header,
+                                      model_name=model_name)
                 train_runs.log_evaluation(client, run_id, evaluation)
                 outcome["evaluation"] = evaluation
                 print(evaluation.table_text)

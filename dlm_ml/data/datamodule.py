@@ -13,7 +13,7 @@ from monai.data import DataLoader, Dataset
 from monai.transforms import Compose
 
 from dlm_ml.data.covariates import CovariateEncoder, LesionCovariates
-from dlm_ml.data.folds import check_disjoint, split_validation
+from dlm_ml.data.folds import fold_rows
 from dlm_ml.data.patches import PatchSet
 from dlm_ml.data.transforms import evaluation_transforms, training_transforms
 
@@ -96,7 +96,8 @@ class PCRDataModule(pl.LightningDataModule):
     ----------
     patches : PatchSet of the whole cohort.
     folds : DataFrame ``patient_id, fold``.
-    fold : int, the test fold.
+    fold : int, the test fold (>= 0). Patients of other folds, including development-only ones
+        (fold -1), are the training side, split into fit and validation.
     val_fraction : float, share of training patients held out for early stopping, checkpoint
         selection and thresholds.
     seed : int, seeds the validation split and the augmentation.
@@ -111,20 +112,7 @@ class PCRDataModule(pl.LightningDataModule):
         self.patches, self.folds, self.fold = patches, folds, int(fold)
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
         self.seed = int(seed)
-        fold_of = dict(zip(folds.patient_id, folds.fold))
-        lesion_fold = patches.lesions.patient_id.map(fold_of)
-        if lesion_fold.isna().any():
-            missing = patches.lesions.patient_id[lesion_fold.isna()].unique().tolist()
-            raise ValueError(f"patients without a fold: {missing[:10]}")
-        test = (lesion_fold == self.fold).to_numpy()
-        if not test.any():
-            raise ValueError(f"fold {fold} holds no lesion")
-        train_rows = np.flatnonzero(~test)
-        fit_mask, val_mask = split_validation(patches.lesions.iloc[train_rows], val_fraction, seed + self.fold)
-        self.fit_rows, self.val_rows, self.test_rows = train_rows[fit_mask], train_rows[val_mask], np.flatnonzero(test)
-        pid = patches.lesions.patient_id.to_numpy()
-        check_disjoint(pid[self.fit_rows], pid[self.test_rows], "fit and test sets")
-        check_disjoint(pid[self.val_rows], pid[self.test_rows], "validation and test sets")
+        self.fit_rows, self.val_rows, self.test_rows = fold_rows(patches.lesions, folds, self.fold, val_fraction, seed)
         self.augmentation = dict(augmentation or {})
         self.covariate_encoder, self.covariates = None, None
         if covariates is not None and covariates.config:

@@ -15,6 +15,7 @@ import pandas as pd
 from dlm_ml.data.cohort import schema
 from dlm_ml.evaluation.records import flat_metrics, headline_metrics, headline_sizes, headline_table, metric_records
 from dlm_ml.evaluation.report import build_report
+from dlm_ml.evaluation.sections import MODEL
 from dlm_ml.evaluation.settings import EvaluationSettings
 from dlm_ml.utils.atomic import atomic_write_csv, atomic_write_json, atomic_write_text
 
@@ -38,6 +39,8 @@ class Evaluation:
         Everything written under the output folder.
     records : list of dict
         Structured metric records (see :mod:`dlm_ml.evaluation.records`), as in ``metrics.json``.
+    model_name : str
+        What the report, the headline table and the figures call the model (e.g. ``clinical_logistic``).
     """
 
     table: pd.DataFrame
@@ -46,10 +49,12 @@ class Evaluation:
     counts: dict
     files: list[Path] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)
+    model_name: str = MODEL
 
 
 def read_predictions(path: str | Path) -> pd.DataFrame:
-    """Read and check a predictions table (docs/design.md §5)."""
+    """Read and check a predictions table (docs/design.md §5), with its optional column
+    ``prob_pcr_uncalibrated`` (:data:`~dlm_ml.data.cohort.schema.UNCALIBRATED_PROB`)."""
     path = Path(path)
     table = pd.read_csv(path, dtype={"patient_id": str, "lesion_id": str})
     missing = [c for c in schema.PREDICTION_COLUMNS if c not in table.columns]
@@ -59,10 +64,13 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
     dup = table[table.duplicated(list(schema.LESION_KEY), keep=False)]
     for row in dup.itertuples():
         problems.append(f"line {row.Index + 2} (patient {row.patient_id}, lesion {row.lesion_id}): duplicate lesion")
-    bad = table[~table.prob_pcr.between(0, 1)]
-    for row in bad.itertuples():
-        problems.append(f"line {row.Index + 2} (patient {row.patient_id}, lesion {row.lesion_id}): "
-                        f"prob_pcr {row.prob_pcr!r} outside [0, 1]")
+    for column in ("prob_pcr", schema.UNCALIBRATED_PROB):
+        if column not in table.columns:
+            continue
+        bad = table[~table[column].between(0, 1)]
+        for row in bad.itertuples():
+            problems.append(f"line {row.Index + 2} (patient {row.patient_id}, lesion {row.lesion_id}): "
+                            f"{column} {getattr(row, column)!r} outside [0, 1]")
     if problems:
         raise ValueError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     return table
@@ -94,12 +102,14 @@ def coverage_counts(predictions: pd.DataFrame, cohort) -> dict:
 
 
 def format_table(table: pd.DataFrame) -> str:
-    lines = [f"{'':<26}{'AUC (95% CI, patient bootstrap)':<34}{'sens':>7}{'spec':>7}{'lesions':>9}{'patients':>10}"]
+    width = max([26, *(len(str(m)) + 2 for m in table.method)])
+    lines = [f"{'':<{width}}{'AUC (95% CI, patient bootstrap)':<34}{'sens':>7}{'spec':>7}{'lesions':>9}"
+             f"{'patients':>10}"]
     for r in table.itertuples():
         auc = "" if pd.isna(r.auc) else f"{r.auc:.3f} ({r.auc_ci_low:.3f}-{r.auc_ci_high:.3f})"
         sens = "" if pd.isna(r.sensitivity) else f"{r.sensitivity:.3f}"
         spec = "" if pd.isna(r.specificity) else f"{r.specificity:.3f}"
-        lines.append(f"{r.method:<26}{auc:<34}{sens:>7}{spec:>7}{r.n_lesions:>9}{r.n_patients:>10}")
+        lines.append(f"{r.method:<{width}}{auc:<34}{sens:>7}{spec:>7}{r.n_lesions:>9}{r.n_patients:>10}")
     return "\n".join(lines)
 
 
@@ -116,8 +126,20 @@ def _with_cohort_outcomes(predictions: pd.DataFrame, cohort) -> pd.DataFrame:
     return predictions.drop(columns=["pcr"]).merge(outcomes, on=key, how="inner")
 
 
+def _with_presurgery_diameter(joined: pd.DataFrame, cohort) -> pd.DataFrame:
+    """The lesions' presurgery diameter (``lesions.csv``, optional; 0 = disappeared, NaN = not
+    recorded) as a column, for the "disappeared => leave" policy of the decision curve; a cohort
+    without the column leaves the table as it is."""
+    column = schema.DIAMETER_PRESURGERY
+    if column not in cohort.lesions.columns:
+        return joined
+    key = list(schema.LESION_KEY)
+    diameters = cohort.lesions[key + [column]].astype({column: float})
+    return joined.drop(columns=[column], errors="ignore").merge(diameters, on=key, how="left")
+
+
 def evaluate(predictions: pd.DataFrame, cohort, thresholds: pd.DataFrame | None, out_dir: str | Path, *,
-             settings: EvaluationSettings, header: dict | None = None) -> Evaluation:
+             settings: EvaluationSettings, header: dict | None = None, model_name: str = MODEL) -> Evaluation:
     """Evaluate out-of-fold predictions against the cohort's outcomes and readings.
 
     Writes to ``out_dir``: ``headline.csv``/``headline.txt`` (the printed table),
@@ -133,14 +155,17 @@ def evaluate(predictions: pd.DataFrame, cohort, thresholds: pd.DataFrame | None,
     thresholds : DataFrame or None — ``fold, reader_id, threshold`` matched on training-side lesions.
     settings : EvaluationSettings — from ``hydra.utils.instantiate(cfg.evaluation)``.
     header : dict, optional — shown at the top of the report, in the given order.
+    model_name : str — what the report, headline table and figures call the model (e.g. the
+        ``model`` config choice); method ids and flat metric names stay ``model``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = coverage_counts(predictions, cohort)
-    joined = _with_cohort_outcomes(predictions, cohort)
-    report = build_report(joined, cohort.readings, thresholds, counts, out_dir, settings=settings, header=header)
-    records = metric_records(report.sections)
-    table = headline_table(records, headline_sizes(report.sections, thresholds is not None))
+    joined = _with_presurgery_diameter(_with_cohort_outcomes(predictions, cohort), cohort)
+    report = build_report(joined, cohort.readings, thresholds, counts, out_dir, settings=settings, header=header,
+                          model_name=model_name)
+    records = metric_records(report.sections, model_name=model_name)
+    table = headline_table(records, headline_sizes(report.sections, thresholds is not None), model_name=model_name)
     text = format_table(table)
     left_out = [f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()
                 if v and k.startswith(("lesions_without", "predictions_not"))]
@@ -149,7 +174,7 @@ def evaluate(predictions: pd.DataFrame, cohort, thresholds: pd.DataFrame | None,
     metrics = {**flat_metrics(records), **headline_metrics(report.sections)}
     files = [atomic_write_csv(out_dir / "headline.csv", table),
              atomic_write_text(out_dir / "headline.txt", text + "\n"),
-             atomic_write_json(out_dir / "metrics.json", {"header": header or {}, "records": records,
-                                                          "metrics": metrics, "counts": counts}),
+             atomic_write_json(out_dir / "metrics.json", {"header": header or {}, "model_name": model_name,
+                                                          "records": records, "metrics": metrics, "counts": counts}),
              *report.files]
-    return Evaluation(table, text, metrics, counts, files, records)
+    return Evaluation(table, text, metrics, counts, files, records, model_name)

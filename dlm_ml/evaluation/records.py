@@ -26,7 +26,7 @@ import pandas as pd
 from dlm_ml.evaluation.sections import MODEL, PROPORTIONS
 
 RECORD_FIELDS = ("method_id", "role", "reader_id", "metric", "estimate", "ci_low", "ci_high", "ci_method", "alpha",
-                 "n_boot", "numerator", "denominator", "n_lesions", "n_patients")
+                 "n_boot", "numerator", "denominator", "n_lesions", "n_patients", "model_name")
 HEADLINE_COLUMNS = ["method", "auc", "auc_ci_low", "auc_ci_high", "sensitivity", "specificity", "ppv", "npv",
                     "n_lesions", "n_patients"]
 _HEADLINE_METRICS = ("auc", "sensitivity", "specificity", "ppv", "npv")
@@ -36,10 +36,11 @@ def method_id(role: str, reader_id: str | None = None) -> str:
     return {"model": MODEL, "reader": f"reader:{reader_id}", "model_at_reader": f"model_at:{reader_id}"}[role]
 
 
-def method_label(role: str, reader_id: str | None = None) -> str:
-    """The display label of a method in the printed headline table."""
-    return {"model": MODEL, "reader": f"reader {reader_id}",
-            "model_at_reader": f"model @ {reader_id} specificity"}[role]
+def method_label(role: str, reader_id: str | None = None, model_name: str = MODEL) -> str:
+    """The display label of a method in the printed headline table (the flat metric names are
+    built from the default ``model_name``, so they stay stable whatever the model is called)."""
+    return {"model": model_name, "reader": f"reader {reader_id}",
+            "model_at_reader": f"{model_name} @ {reader_id} specificity"}[role]
 
 
 def _record(role, reader_id, metric, estimate, ci_low, ci_high, ci_method, *, alpha, n_boot, n_lesions, n_patients,
@@ -74,10 +75,11 @@ def _call_records(m: dict, role: str, reader_id: str, sizes: dict) -> list[dict]
     return out
 
 
-def metric_records(sections: dict) -> list[dict]:
+def metric_records(sections: dict, model_name: str = MODEL) -> list[dict]:
     """The records of the report's headline metrics (JSON-able ``sections`` of
     :func:`dlm_ml.evaluation.report.build_report`), in headline order: the model, then per
-    reader the reader and the model at that reader's matched threshold."""
+    reader the reader and the model at that reader's matched threshold. ``model_name`` is a
+    field of the model's records (``None`` on a reader's); the method ids stay ``model``."""
     discrimination = sections["discrimination"]
     records = _auc_record(discrimination[0], "model", None)
     by_reader = {row["reader"]: row for row in discrimination[1:]}
@@ -90,21 +92,24 @@ def metric_records(sections: dict) -> list[dict]:
         matched = op.get("model_matched")
         if matched and matched.get("available"):
             records += _call_records(matched, "model_at_reader", r, sizes)
+    for record in records:
+        record["model_name"] = None if record["role"] == "reader" else model_name
     return records
 
 
-def headline_table(records: list[dict], sizes: dict[str, tuple[int, int]]) -> pd.DataFrame:
+def headline_table(records: list[dict], sizes: dict[str, tuple[int, int]], model_name: str = MODEL) -> pd.DataFrame:
     """One row per method (model, each reader, the model at each reader's threshold): AUC with
     its patient-bootstrap CI, sensitivity, specificity, PPV, NPV, lesions and patients.
 
     ``sizes``: method_id -> (n_lesions, n_patients) for every method to show, in row order
-    (a method may have no record, e.g. one outcome class only).
+    (a method may have no record, e.g. one outcome class only). ``model_name`` labels the
+    model's rows.
     """
     rows = []
     for mid, (n_lesions, n_patients) in sizes.items():
         mine = {r["metric"]: r for r in records if r["method_id"] == mid}
         role, reader = _parse_method_id(mid)
-        row = {"method": method_label(role, reader), "n_lesions": n_lesions, "n_patients": n_patients}
+        row = {"method": method_label(role, reader, model_name), "n_lesions": n_lesions, "n_patients": n_patients}
         for metric in _HEADLINE_METRICS:
             if metric in mine:
                 row[metric] = _nan(mine[metric]["estimate"])
@@ -173,4 +178,7 @@ def headline_metrics(sections: dict) -> dict[str, float]:
     if cal["recalibration"].get("available"):
         out["calibration_intercept"] = cal["recalibration"]["intercept"]
         out["calibration_slope"] = cal["recalibration"]["slope"]
+    spread = sections.get("folds", {}).get("spread", {})
+    if spread.get("n_folds", 0) > 1:  # with one test fold its AUC is model_auc
+        out.update({f"fold_{k}": spread[k] for k in ("auc_min", "auc_max", "auc_mean")})
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}

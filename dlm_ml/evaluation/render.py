@@ -21,6 +21,14 @@ EVENT_TEXT = {"all_pcr": "every lesion of the patient is pCR",
               "any_pcr": "at least one lesion of the patient is pCR"}
 
 
+def named(label: str, model_name: str) -> str:
+    """A section's label with the model called by its name: ``model (min)`` -> ``clinical_logistic (min)``,
+    ``model @ R1 threshold`` -> ``clinical_logistic @ R1 threshold`` (the numbers keep ``model``)."""
+    if label == MODEL or label.startswith(f"{MODEL} "):
+        return model_name + label[len(MODEL):]
+    return label
+
+
 def fmt_df(df, infinite: bool = False, digits: int = 1) -> str:
     """Degrees of freedom; infinite (a normal reference) spelt out (JSON holds it as null)."""
     return "∞" if infinite else fmt(df, digits)
@@ -70,7 +78,7 @@ def render_counts(doc: Document, counts: dict):
     doc.table(["", "count"], [[k.replace("_", " "), fmt(v)] for k, v in counts.items()])
 
 
-def render_discrimination(doc: Document, rows: list[dict], level: str, roc: str | None):
+def render_discrimination(doc: Document, rows: list[dict], level: str, roc: str | None, model_name: str = MODEL):
     doc.heading(2, "1. Discrimination (lesion level)")
     doc.para(f"AUC of P(pCR) (model) and of the ordinal confidence score (readers), each on the lesions it "
              f"has. {level} intervals: DeLong treats lesions as independent; Obuchowski's clustered "
@@ -81,7 +89,7 @@ def render_discrimination(doc: Document, rows: list[dict], level: str, roc: str 
         ob = r["obuchowski"]
         deff = (ob["se"] / ob["se_unclustered"]) ** 2 if ob.get("available") and ob["se_unclustered"] else None
         auc = r["delong"]["auc"] if r["delong"].get("available") else None
-        table.append([r["method"], _n(r), f"{r['n_pcr']} / {r['n_viable']}", fmt(auc),
+        table.append([named(r["method"], model_name), _n(r), f"{r['n_pcr']} / {r['n_viable']}", fmt(auc),
                       _interval(r["delong"], "auc"), _interval(ob, "auc"), fmt(deff, 2),
                       _interval(r["bootstrap"], "estimate")])
     doc.table(["method", "lesions (patients)", "pCR / viable", "AUC", "DeLong CI", "Obuchowski CI",
@@ -90,7 +98,7 @@ def render_discrimination(doc: Document, rows: list[dict], level: str, roc: str 
         doc.image(roc, "ROC curve of the model with pointwise patient-bootstrap band and reader operating points")
 
 
-def render_comparisons(doc: Document, rows: list[dict], level: str):
+def render_comparisons(doc: Document, rows: list[dict], level: str, model_name: str = MODEL):
     doc.heading(2, "2. Model vs each reader (paired, lesions both have)")
     doc.para("Difference = AUC(model) − AUC(reader) on the lesions that reader read. DeLong's paired test "
              "treats lesions as independent; Obuchowski's clustered test uses patients as clusters "
@@ -106,11 +114,11 @@ def render_comparisons(doc: Document, rows: list[dict], level: str):
             table.append([f"reader {r['reader']}", _n(r), fmt(t["auc_a"]), fmt(t["auc_b"]), fmt(t["diff"]), label,
                           fmt(t["se"]), fmt(t["z"], 2), fmt_p(t["p_value"]), fmt_ci(t["diff"], t["ci_low"],
                                                                                      t["ci_high"])])
-    doc.table(["reader", "lesions (patients)", "AUC model", "AUC reader", "difference", "test", "SE", "z", "p",
+    doc.table(["reader", "lesions (patients)", f"AUC {model_name}", "AUC reader", "difference", "test", "SE", "z", "p",
                "difference (CI)"], table)
 
 
-def render_mrmc(doc: Document, m: dict, level: str):
+def render_mrmc(doc: Document, m: dict, level: str, model_name: str = MODEL):
     doc.heading(2, "3. Model vs the readers as a group (MRMC)")
     if not m.get("available"):
         extra = f" ({m['n_lesions_used']} lesions read by every reader)" if "n_lesions_used" in m else ""
@@ -134,14 +142,15 @@ def render_mrmc(doc: Document, m: dict, level: str):
                       fmt_p(a["p_value"]), fmt_ci(d["estimate"], d["ci_low"], d["ci_high"])])
     doc.table(["analysis", "statistic", "df", "p", f"AUC model − readers ({level} CI)"], table)
     doc.table(["test", f"mean AUC (RRRC {level} CI)", "SE", "df"],
-              [[t["test"], fmt_ci(t["auc"], t["ci_low"], t["ci_high"]), fmt(t["se"]), fmt_df(t["df"], t["df_infinite"])]
+              [[named(t["test"], model_name), fmt_ci(t["auc"], t["ci_low"], t["ci_high"]), fmt(t["se"]),
+                fmt_df(t["df"], t["df_infinite"])]
                for t in m["rrrc"]["tests"]])
     for key in ("rrrc", "frrc"):
         if m[key].get("note"):
             doc.para(f"Note ({m[key]['description']}): {m[key]['note']}", note=True)
 
 
-def render_operating_points(doc: Document, rows: list[dict], level: str):
+def render_operating_points(doc: Document, rows: list[dict], level: str, model_name: str = MODEL):
     doc.heading(2, "4. Operating points (binary calls)")
     doc.para("Positive = pCR = called complete response (a candidate to be left in place); see the convention "
              "above. The clinically critical figure is the last column: lesions called complete response that "
@@ -157,7 +166,7 @@ def render_operating_points(doc: Document, rows: list[dict], level: str):
         strategies = [(f"reader {r['reader']} calls", r.get("reader_calls"))]
         matched = r.get("model_matched")
         if matched and matched.get("available"):
-            strategies.append((f"model @ {r['reader']} threshold", matched))
+            strategies.append((f"{model_name} @ {r['reader']} threshold", matched))
         for name, m in strategies:
             if m is None:
                 continue
@@ -207,6 +216,9 @@ def render_calibration(doc: Document, c: dict, level: str, figure: str | None):
              "means predictions too low on average) and slope (ideal 1; < 1 means predictions too extreme). "
              f"Wald {level} intervals; lesions treated as independent. Reliability points: quantile bins "
              "with Wilson intervals.")
+    if "uncalibrated" in c:
+        _calibration_before_after(doc, c, level, figure)
+        return
     fit = c["recalibration"]
     if fit.get("available"):
         row = [fmt(c["brier"]), fmt(c["brier_prevalence_only"]), _coefficient(fit, "intercept"),
@@ -222,11 +234,40 @@ def render_calibration(doc: Document, c: dict, level: str, figure: str | None):
         doc.image(figure, "Reliability diagram and histogram of predictions")
 
 
+def _calibration_row(c: dict) -> list[str]:
+    fit = c["recalibration"]
+    if fit.get("available"):
+        return [fmt(c["brier"]), fmt(c["brier_prevalence_only"]), _coefficient(fit, "intercept"),
+                _coefficient(fit, "slope"), "yes" if fit["converged"] else "no"]
+    return [fmt(c["brier"]), fmt(c["brier_prevalence_only"]), "n/a", "n/a", "–"]
+
+
+def _calibration_before_after(doc: Document, c: dict, level: str, figure: str | None):
+    """The predictions carry P(pCR) before post-hoc recalibration too: both, side by side."""
+    before = c["uncalibrated"]
+    doc.para(f"P(pCR) before post-hoc recalibration ({before['column']}, fitted on each fold's validation "
+             "lesions) and after (prob_pcr, the probability every other section uses).")
+    rows = [["after recalibration (prob_pcr)", *_calibration_row(c)]]
+    if before.get("available", True):
+        rows.insert(0, [f"before recalibration ({before['column']})", *_calibration_row(before)])
+    else:
+        doc.para(f"Before recalibration not shown: {before['reason']}.")
+    doc.table(["P(pCR)", "Brier", "Brier, prevalence only", "calibration intercept", "calibration slope",
+               "fit converged"], rows)
+    for name, part in (("before", before), ("after", c)):
+        if part.get("reliability"):
+            doc.table([f"P(pCR) bin, {name} recalibration", "lesions", "mean predicted", f"observed pCR ({level} CI)"],
+                      [[f"{fmt(b['bin_low'], 2)}–{fmt(b['bin_high'], 2)}", fmt(b["count"]), fmt(b["mean_predicted"]),
+                        fmt_ci(b["observed_fraction"], b["ci_low"], b["ci_high"])] for b in part["reliability"]])
+    if figure:
+        doc.image(figure, "Reliability diagram before and after recalibration and histogram of predictions")
+
+
 def _coefficient(fit: dict, name: str) -> str:
     return fmt_ci(fit[name], fit[f"{name}_ci_low"], fit[f"{name}_ci_high"]) + f" SE {fmt(fit[f'{name}_se'])}"
 
 
-def render_decision(doc: Document, d: dict, figure: str | None):
+def render_decision(doc: Document, d: dict, figure: str | None, model_name: str = MODEL):
     doc.heading(2, "7. Decision curves")
     doc.para("Decision: LEAVE a lesion in place when its P(pCR) ≥ pt, otherwise resect it. 'Treat' = leave, so "
              "'leave all' is treat-all and 'resect all' is treat-none (net benefit 0). Net benefit = "
@@ -242,10 +283,18 @@ def render_decision(doc: Document, d: dict, figure: str | None):
         return
     doc.para(f"{d['n_lesions']} lesions (read by every reader; {d['n_lesions_not_read_by_all']} evaluated lesions "
              "left out of this comparison).", note=True)
+    policy = d.get("policy") or {}
+    if policy.get("available"):
+        doc.para(f"'{policy['label']}' is the clinical default policy, a fixed strategy: leave in place every lesion "
+                 f"no longer seen at presurgery ({policy['column']} = 0; {policy['n_disappeared']} of "
+                 f"{policy['n_lesions']} lesions), resect every lesion still seen.")
+    elif policy:
+        doc.para(f"The clinical policy '{policy['label']}' is not drawn: {policy['reason']}.")
     curve = pd.DataFrame(d["curve"])
     nb = curve.pivot(index="threshold", columns="strategy", values="net_benefit")
     order = [s for s in dict.fromkeys(curve.strategy)]
-    doc.table(["pt"] + [f"NB {s}" for s in order] + ["net viable not left vs leave all, model"],
+    doc.table(["pt"] + [f"NB {named(s, model_name)}" for s in order] +
+              [f"net viable not left vs leave all, {model_name}"],
               [[fmt(t, 2)] + [fmt(nb.loc[t, s]) for s in order] +
                [fmt(curve[(curve.strategy == MODEL) & (curve.threshold == t)].net_viable_not_left_vs_leave_all.iloc[0])]
                for t in nb.index])
@@ -253,7 +302,7 @@ def render_decision(doc: Document, d: dict, figure: str | None):
         doc.image(figure, "Decision curve")
 
 
-def render_patient_level(doc: Document, p: dict, level: str):
+def render_patient_level(doc: Document, p: dict, level: str, model_name: str = MODEL):
     doc.heading(2, "8. Patient level")
     doc.para("One row per patient, over the patient's evaluated lesions. Events: 'all_pcr' = "
              f"{EVENT_TEXT['all_pcr']} (the patient could keep every lesion; the patient-level pCR), "
@@ -263,26 +312,68 @@ def render_patient_level(doc: Document, p: dict, level: str):
              f"independent, so DeLong and the ordinary bootstrap apply ({level} intervals).")
     doc.table(["method", "event", "patients", "events / non-events", "AUC (DeLong CI)", "bootstrap CI",
                "patients not fully read"],
-              [[m["method"], m["event"], fmt(m["n_patients"]), f"{m['n_events']} / {m['n_non_events']}",
+              [[named(m["method"], model_name), m["event"], fmt(m["n_patients"]),
+                f"{m['n_events']} / {m['n_non_events']}",
                 _interval(m["delong"], "auc"), _interval(m["bootstrap"], "estimate"),
                 fmt(m.get("n_patients_not_fully_read"))] for m in p["methods"]])
     if p["comparisons"]:
         rows = []
         for c in p["comparisons"]:
             t = c["delong"]
-            rows.append([f"model (min) vs reader {c['reader']} (min score)", fmt(c["n_patients"])] +
+            rows.append([f"{model_name} (min) vs reader {c['reader']} (min score)", fmt(c["n_patients"])] +
                         ([fmt(t["auc_a"]), fmt(t["auc_b"]), fmt_ci(t["diff"], t["ci_low"], t["ci_high"]),
                           fmt_p(t["p_value"])] if t.get("available") else ["n/a"] * 4))
-        doc.table(["all_pcr, paired DeLong", "patients", "AUC model", "AUC reader", f"difference ({level} CI)", "p"],
-                  rows)
+        doc.table(["all_pcr, paired DeLong", "patients", f"AUC {model_name}", "AUC reader",
+                   f"difference ({level} CI)", "p"], rows)
 
 
-def render(sections: dict, figures: dict, alpha: float, header: dict | None = None) -> Document:
+def render_folds(doc: Document, f: dict, level: str):
+    """The per-fold table: each test fold, then the pooled out-of-fold row, then the spread."""
+    doc.heading(2, "9. Each test fold beside the pooled result")
+    rows, pooled, spread = f["folds"], f.get("pooled"), f["spread"]
+    if pooled is None:
+        doc.para("One test fold (an external validation): its figures are the pooled result.")
+    else:
+        doc.para("Each fold's lesions are predicted by the model trained without them. The pooled row ranks "
+                 "lesions of all folds together, each predicted by its own fold's model: when the fold models "
+                 "are scaled differently the pooled AUC can fall below every per-fold AUC, and pooled "
+                 "calibration can hide folds that over- and under-predict. AUC intervals: Obuchowski "
+                 f"(patients as clusters), {level}; calibration intercept and slope as in section 6 "
+                 f"(Wald {level}).")
+    table = []
+    for r in rows + ([pooled] if pooled is not None else []):
+        name = f"pooled ({r['label']})" if r is pooled else r["label"]
+        sizes = [_n(r), f"{r['n_pcr']} / {r['n_viable']}"]
+        if not r.get("available"):
+            table.append([name, *sizes, "n/a", fmt(r["brier"]), "n/a", "n/a"])
+            continue
+        ob, fit = r["obuchowski"], r["recalibration"]
+        calibration = ([_coefficient(fit, "intercept"), _coefficient(fit, "slope")] if fit.get("available")
+                       else ["n/a", "n/a"])
+        table.append([name, *sizes, _interval(ob, "auc"), fmt(r["brier"]), *calibration])
+    doc.table(["test fold", "lesions (patients)", "pCR / viable", f"AUC (Obuchowski {level} CI)", "Brier",
+               "calibration intercept", "calibration slope"], table)
+    lines = [f"{r['label']}: not available — {r['reason']}" for r in rows if not r.get("available")]
+    if spread["n_folds"] > 1:
+        if spread["n_folds_with_auc"]:
+            text = (f"Per-fold AUC over {spread['n_folds_with_auc']} of {spread['n_folds']} folds: mean "
+                    f"{fmt(spread['auc_mean'])}, range {fmt(spread['auc_min'])}–{fmt(spread['auc_max'])}")
+            if spread["pooled_minus_mean"] is not None:
+                text += f"; pooled AUC − mean per-fold AUC = {fmt(spread['pooled_minus_mean'])}"
+            lines.insert(0, text + ".")
+        else:
+            lines.insert(0, "No fold has a defined AUC.")
+    doc.bullets(lines)
+
+
+def render(sections: dict, figures: dict, alpha: float, header: dict | None = None, *,
+           model_name: str = MODEL) -> Document:
     """The whole report as a :class:`Document`: ``header`` (key -> value, in the caller's order)
-    first, then the sections; ``figures`` maps figure name -> file name beside the report."""
+    first, then the sections; ``figures`` maps figure name -> file name beside the report;
+    ``model_name`` is what the document calls the model."""
     level = f"{100 * (1 - alpha):g}%"
     doc = Document()
-    doc.heading(1, "pCR evaluation report: model vs readers")
+    doc.heading(1, f"pCR evaluation report: {model_name} vs readers")
     if header:
         doc.table(["", ""], [[str(k), "–" if v is None else str(v)] for k, v in header.items()])
     doc.para("Unit of prediction: a lesion; unit of independence: a patient. Positive class: pathological "
@@ -290,14 +381,16 @@ def render(sections: dict, figures: dict, alpha: float, header: dict | None = No
              "The model's predictions are out-of-fold.")
     doc.para(CONVENTION)
     render_counts(doc, sections["counts"])
-    render_discrimination(doc, sections["discrimination"], level, figures.get("roc"))
-    render_comparisons(doc, sections["comparisons"], level)
-    render_mrmc(doc, sections["mrmc"], level)
-    render_operating_points(doc, sections["operating_points"], level)
+    render_discrimination(doc, sections["discrimination"], level, figures.get("roc"), model_name)
+    render_comparisons(doc, sections["comparisons"], level, model_name)
+    render_mrmc(doc, sections["mrmc"], level, model_name)
+    render_operating_points(doc, sections["operating_points"], level, model_name)
     render_agreement(doc, sections["agreement"], level)
     render_calibration(doc, sections["calibration"], level, figures.get("calibration"))
-    render_decision(doc, sections["decision_curve"], figures.get("decision_curve"))
-    render_patient_level(doc, sections["patient_level"], level)
+    render_decision(doc, sections["decision_curve"], figures.get("decision_curve"), model_name)
+    render_patient_level(doc, sections["patient_level"], level, model_name)
+    if "folds" in sections:
+        render_folds(doc, sections["folds"], level)
     notes: list[str] = []
     for name, section in sections.items():
         _reasons(section, name, notes)

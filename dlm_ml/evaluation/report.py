@@ -17,7 +17,7 @@ import pandas as pd
 from dlm_ml.evaluation.figures import draw_figures
 from dlm_ml.evaluation.records import headline_metrics
 from dlm_ml.evaluation.render import render
-from dlm_ml.evaluation.sections import compute_sections, paired
+from dlm_ml.evaluation.sections import MODEL, compute_sections, paired
 from dlm_ml.evaluation.settings import EvaluationSettings
 from dlm_ml.utils.atomic import atomic_write_text
 from dlm_ml.utils.jsonable import to_jsonable
@@ -46,7 +46,8 @@ class Report:
 
 
 def build_report(predictions: pd.DataFrame, readings: pd.DataFrame, thresholds: pd.DataFrame | None, counts: dict,
-                 out_dir: str | Path, *, settings: EvaluationSettings, header: dict | None = None) -> Report:
+                 out_dir: str | Path, *, settings: EvaluationSettings, header: dict | None = None,
+                 model_name: str = MODEL) -> Report:
     """Compute, render and write the full evaluation report.
 
     Parameters
@@ -68,13 +69,15 @@ def build_report(predictions: pd.DataFrame, readings: pd.DataFrame, thresholds: 
     header : dict, optional
         What identifies the evaluation (run id, model, cohort fingerprint, commit, date, ...), in the
         caller's order: shown at the top of the report and stored under ``header`` in report.json.
+    model_name : str
+        What the document and the figures call the model; the sections' numbers keep ``model``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     header = to_jsonable(dict(header or {}))
     sections = to_jsonable(compute_sections(predictions, readings, thresholds, counts, settings))
-    figure_paths = draw_figures(predictions, sections, out_dir)
-    doc = render(sections, {k: p.name for k, p in figure_paths.items()}, settings.alpha, header)
+    figure_paths = draw_figures(predictions, sections, out_dir, model_name=model_name)
+    doc = render(sections, {k: p.name for k, p in figure_paths.items()}, settings.alpha, header, model_name=model_name)
     markdown = doc.markdown()
     stored = {"header": header, **sections}
     files = [atomic_write_text(out_dir / "report.md", markdown),

@@ -36,6 +36,10 @@ def command_line_overrides() -> list[str]:
         return []
 
 
+#: Tag naming the model a run's predictions come from (the ``model`` option of dlm-train).
+MODEL_NAME_TAG = "dlm_ml.model"
+
+
 def config_choice(group: str) -> str:
     """The option chosen for a config group (``model`` → ``small_cnn``), or ``unknown`` outside Hydra."""
     try:
@@ -103,18 +107,19 @@ def elapsed_before(run: Run | None) -> float:
     return float(run.data.metrics.get("elapsed_s", 0.0)) if run is not None else 0.0
 
 
-def log_training_data(client: MlflowClient, run_id: str, *, cohort, validation_summary: str, patches,
+def log_training_data(client: MlflowClient, run_id: str, *, cohort, validation_summary: str, inputs,
                       folds: pd.DataFrame, folds_path: Path) -> None:
-    """Tags and artifacts of what the run trains on: patch-cache key, fold split, counts, the
-    cohort validation summary, excluded lesions, registration quality."""
+    """Tags and artifacts of what the run trains on: the inputs' cache key (patches or lesion
+    features), fold split, counts, the cohort validation summary, excluded lesions, registration
+    quality. ``inputs``: a :class:`~dlm_ml.cli.train_inputs.TrainingInputs`-like object."""
     set_tags(client, run_id, {
-        "patch_cache_key": patches.cache_key, "folds_sha256": folds_hash(folds), "n_lesions": len(patches),
+        "patch_cache_key": inputs.cache_key, "folds_sha256": folds_hash(folds), "n_lesions": len(inputs.lesions),
         "n_patients": folds.patient_id.nunique(), "n_excluded_lesions": len(cohort.exclusions)})
     log_file(client, run_id, folds_path)
     log_text(client, run_id, validation_summary, "cohort_validation.txt")
     if len(cohort.exclusions):
         log_text(client, run_id, cohort.exclusions.to_csv(index=False), "excluded_lesions.csv")
-    registration = patches.registration
+    registration = inputs.registration
     if registration is None:
         return
     summary = registration.summary()
@@ -123,5 +128,5 @@ def log_training_data(client: MlflowClient, run_id: str, *, cohort, validation_s
                               "registration.n_excluded": summary.get("n_excluded", 0)})
     log_text(client, run_id, registration.summary_text(), "registration/summary.txt")
     log_text(client, run_id, registration.table.to_csv(index=False), "registration/registration.csv")
-    if patches.excluded_images is not None and len(patches.excluded_images):
-        log_text(client, run_id, patches.excluded_images.to_csv(index=False), "registration/excluded_images.csv")
+    if inputs.excluded_images is not None and len(inputs.excluded_images):
+        log_text(client, run_id, inputs.excluded_images.to_csv(index=False), "registration/excluded_images.csv")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from dlm_ml.data.covariates import LesionCovariates
+from dlm_ml.data.folds import held_out_folds
 from dlm_ml.data.patches import PatchSet
 from dlm_ml.models.callbacks import SeedEachEpoch, resume_checkpoint
 from dlm_ml.stats import roc_auc
@@ -56,21 +58,24 @@ class CrossValidationResult:
 
     @property
     def predictions(self) -> pd.DataFrame:
-        """Out-of-fold predictions: every lesion once, sorted by (patient, lesion)."""
+        """Out-of-fold predictions: every lesion of a tested patient once, sorted by (patient, lesion)."""
         table = pd.concat([f.test for f in self.folds])
         return table.sort_values(["patient_id", "lesion_id"]).reset_index(drop=True)
 
 
 def cross_validate(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, recorder: FoldRecorder,
                    out_dir: str | Path, covariates: LesionCovariates | None = None) -> CrossValidationResult:
-    """Train every fold of ``folds`` (``patient_id, fold``) on ``patches``.
+    """Train every test fold of ``folds`` (``patient_id, fold``) on ``patches``.
 
-    ``cfg`` is the train config (``seed``, ``data.n_folds``, ``data.datamodule``, ``model``,
-    ``callbacks``, ``trainer``); each fold writes under ``out_dir/fold_<k>``. ``covariates``: the
-    raw covariates of every lesion, encoded per fold on its fit lesions.
+    The test folds are those the table holds (:func:`~dlm_ml.data.folds.held_out_folds`, every
+    fold ``>= 0``): K of them for K-fold or leave-one-site-out, one for an external validation,
+    whose development patients (:data:`~dlm_ml.data.folds.DEVELOPMENT_ONLY`) train in every
+    fold and are never predicted. ``cfg`` is the train config (``seed``, ``data.datamodule``,
+    ``model``, ``callbacks``, ``trainer``); each fold writes under ``out_dir/fold_<k>``.
+    ``covariates``: the raw covariates of every lesion, encoded per fold on its fit lesions.
     """
     results = []
-    for fold in range(int(cfg.data.n_folds)):
+    for fold in held_out_folds(folds):
         stored = recorder.finished_tables(fold)
         if stored is not None:
             results.append(_reused_fold(fold, stored))
@@ -79,9 +84,24 @@ def cross_validate(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, reco
         with recorder.open_fold(fold) as run:
             results.append(train_fold(cfg, patches, folds, fold, run, Path(out_dir) / f"fold_{fold}", covariates))
     result = CrossValidationResult(results)
-    if len(result.predictions) != len(patches):
-        raise RuntimeError(f"{len(patches)} lesions but {len(result.predictions)} out-of-fold predictions")
+    check_one_prediction_per_tested_lesion(result.predictions, patches.lesions, folds)
     return result
+
+
+def check_one_prediction_per_tested_lesion(predictions: pd.DataFrame, lesions: pd.DataFrame,
+                                           folds: pd.DataFrame) -> None:
+    """Every lesion of a tested patient (fold ``>= 0``) has exactly one out-of-fold prediction,
+    and no other lesion (a development-only patient's) has one."""
+    key = ["patient_id", "lesion_id"]
+    tested = set(folds.patient_id[folds.fold >= 0].astype(str))
+    expected = set(map(tuple, lesions[lesions.patient_id.astype(str).isin(tested)][key].astype(str).to_numpy()))
+    keys = Counter(map(tuple, predictions[key].astype(str).to_numpy()))
+    duplicated = sorted(k for k, n in keys.items() if n > 1)
+    missing, extra = sorted(expected - set(keys)), sorted(set(keys) - expected)
+    if duplicated or missing or extra:
+        raise RuntimeError(f"{len(expected)} lesions of tested patients but {keys.total()} out-of-fold predictions: "
+                           f"without a prediction {missing[:5]}, predicted more than once {duplicated[:5]}, "
+                           f"predicted but not tested (development only or unknown) {extra[:5]}")
 
 
 def _reused_fold(fold: int, stored: dict[str, pd.DataFrame]) -> FoldResult:

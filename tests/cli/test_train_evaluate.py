@@ -94,7 +94,9 @@ def test_artifacts_and_predictions_table(trained, tmp_path):
     cohort_dir = Path(run.data.params["data.cohort_dir"])
     lesions = pd.read_csv(cohort_dir / "lesions.csv", dtype=str)
     outcomes = pd.read_csv(cohort_dir / "outcomes.csv", dtype=str)
-    assert list(pred.columns) == ["patient_id", "lesion_id", "fold", "prob_pcr", "pcr"]
+    # the required columns, then the design's name of each test fold
+    assert list(pred.columns) == ["patient_id", "lesion_id", "fold", "prob_pcr", "pcr", "fold_label"]
+    assert (pred.fold_label == "fold " + pred.fold.astype(str)).all()
     assert len(pred) == len(outcomes) == len(lesions)  # one row per lesion, none lost
     assert not pred.duplicated(["patient_id", "lesion_id"]).any()
     assert pred.groupby("patient_id").fold.nunique().max() == 1  # no patient in two folds

@@ -18,7 +18,7 @@ from dlm_ml.evaluation.thresholds import apply_thresholds
 from tests.evaluation.helpers import N_BOOT, SEED, counts_for, make_tables, settings
 
 SECTIONS = {"counts", "discrimination", "roc_band", "comparisons", "mrmc", "operating_points", "agreement",
-            "calibration", "decision_curve", "patient_level"}
+            "calibration", "decision_curve", "patient_level", "folds"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DECISION_THRESHOLDS = settings().threshold_grid
 

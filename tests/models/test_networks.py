@@ -7,6 +7,7 @@ import functools
 import hydra
 import pytest
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
 
 from dlm_ml.cli.config import CONF_DIR
@@ -16,6 +17,9 @@ from dlm_ml.models.networks import densenet
 from dlm_ml.training.cross_validation import build_network
 
 MODEL_OPTIONS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+#: Options that configure a network (`net`); the others configure a baseline (`estimator`,
+#: tests/models/baselines/test_options.py).
+NETWORK_OPTIONS = [m for m in MODEL_OPTIONS if "net" in yaml.safe_load((CONF_DIR / "model" / f"{m}.yaml").read_text())]
 
 
 def _compose(*overrides: str):
@@ -24,10 +28,10 @@ def _compose(*overrides: str):
 
 
 def test_every_model_option_is_tested():
-    assert {"small_cnn", "resnet10", "densenet121"} <= set(MODEL_OPTIONS)
+    assert {"small_cnn", "resnet10", "densenet121", "longitudinal"} <= set(NETWORK_OPTIONS)
 
 
-@pytest.mark.parametrize("model", MODEL_OPTIONS)
+@pytest.mark.parametrize("model", NETWORK_OPTIONS)
 def test_model_runs_on_default_patch(model):
     cfg = _compose(f"model={model}")
     edge = patch_voxels(cfg.data.patches.patch_size_mm, cfg.data.patches.spacing_mm)

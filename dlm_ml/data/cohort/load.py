@@ -111,6 +111,8 @@ def load_meta(root: Path, errors: list[Problem]) -> dict:
 def _typed_lesions(t: pd.DataFrame) -> pd.DataFrame:
     for c in ("x_mm", "y_mm", "z_mm", "diameter_mm"):
         t[c] = t[c].astype(float)
+    if schema.DIAMETER_PRESURGERY in t.columns:  # empty = not recorded (NaN)
+        t[schema.DIAMETER_PRESURGERY] = t[schema.DIAMETER_PRESURGERY].astype(float)
     return t
 
 

@@ -37,8 +37,15 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     OUTCOMES_CSV: ("patient_id", "lesion_id", "pcr", "reference", "resected"),
     READINGS_CSV: ("reader_id", "patient_id", "lesion_id", "score", "call"),
 }
-OPTIONAL_LESION_COLUMNS: tuple[str, ...] = ("mask_path", "mask_label")
+# The lesion's largest diameter on the presurgery CT as the site measured it (mm); 0 where the
+# lesion is no longer seen (a disappearing lesion, the case definition the clinical policy
+# "disappeared => leave in place" acts on); empty where not recorded.
+DIAMETER_PRESURGERY = "diameter_presurgery_mm"
+OPTIONAL_LESION_COLUMNS: tuple[str, ...] = ("mask_path", "mask_label", DIAMETER_PRESURGERY)
 
 # Predictions table written by training and read by evaluation: one row per lesion.
 PREDICTION_COLUMNS: tuple[str, ...] = ("patient_id", "lesion_id", "fold", "prob_pcr", "pcr")
+# Optional column of a predictions table: P(pCR) before post-hoc recalibration (prob_pcr is then
+# the recalibrated probability); the evaluation reports calibration before and after when present.
+UNCALIBRATED_PROB = "prob_pcr_uncalibrated"
 LESION_KEY: tuple[str, str] = ("patient_id", "lesion_id")

@@ -54,6 +54,22 @@ def _check_number(table: pd.DataFrame, name: str, col: str, id_cols: tuple[str, 
             errors.append(Problem(name, row.csv_line, _ids(row, *id_cols), f"{col} must be {need}, got {value!r}"))
 
 
+def _check_measurement(table: pd.DataFrame, name: str, col: str, id_cols: tuple[str, ...],
+                       errors: list[Problem]) -> None:
+    """An optional measurement: empty (not recorded) or a finite number >= 0."""
+    for row in table.itertuples():
+        value = getattr(row, col)
+        if pd.isna(value) or (isinstance(value, str) and not value.strip()):
+            continue
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            x = math.nan
+        if not math.isfinite(x) or x < 0:
+            errors.append(Problem(name, row.csv_line, _ids(row, *id_cols),
+                                  f"{col} must be empty or a number >= 0 (0 = no longer seen), got {value!r}"))
+
+
 def _check_known(table: pd.DataFrame, name: str, cols: tuple[str, ...], known: set, what: str,
                  errors: list[Problem]) -> None:
     for row in table.itertuples():
@@ -95,6 +111,8 @@ def _check_rows(meta: dict, tables: dict[str, pd.DataFrame], errors: list[Proble
     for col in ("x_mm", "y_mm", "z_mm"):
         _check_number(lesions, schema.LESIONS_CSV, col, schema.LESION_KEY, errors)
     _check_number(lesions, schema.LESIONS_CSV, "diameter_mm", schema.LESION_KEY, errors, positive=True)
+    if schema.DIAMETER_PRESURGERY in lesions.columns:
+        _check_measurement(lesions, schema.LESIONS_CSV, schema.DIAMETER_PRESURGERY, schema.LESION_KEY, errors)
     _check_binary(outcomes, schema.OUTCOMES_CSV, "pcr", schema.LESION_KEY, errors)
     _check_binary(outcomes, schema.OUTCOMES_CSV, "resected", schema.LESION_KEY, errors)
     for row in outcomes.itertuples():

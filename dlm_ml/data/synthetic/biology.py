@@ -112,8 +112,9 @@ def sample_grid(config: SynthConfig, modality: str, center: np.ndarray, rng: np.
 
 
 def simulate_patient(index: int, config: SynthConfig, seed: np.random.SeedSequence) -> PatientSpec:
-    # spawn(5) leaves the first four streams as spawn(4) made them: motion came last
-    bio_ss, geom_ss, place_ss, render_ss, motion_ss = seed.spawn(5)
+    # spawn(k) leaves the first streams as a smaller spawn made them: motion came fifth, the observed
+    # measurements (presurgery diameter, enrolment date) last, so adding them changed nothing else
+    bio_ss, geom_ss, place_ss, render_ss, motion_ss, measure_ss = seed.spawn(6)
     rng = np.random.default_rng(bio_ss)
     ef, it, cl, lc = config.effects, config.intensity, config.clinical, config.lesions
     pid = f"P{index + 1:04d}"
@@ -245,17 +246,25 @@ def simulate_patient(index: int, config: SynthConfig, seed: np.random.SeedSequen
     adc_ratio = (adc1 + it.adc_noise * z_roi[0]) / (adc0 + it.adc_noise * z_roi[1]) - 1
     scores, calls = read_lesions(visible, d1, adc_ratio if adc_seen else None, shared, reader_eps, config.readers)
 
+    # --- what the site records: presurgery CT diameter (0 = no longer seen), enrolment date ----------
+    mrng = np.random.default_rng(measure_ss)
+    d1_measured = np.where(visible == 1, np.maximum(d1 + lc.measurement_sd_mm * mrng.standard_normal(n), 1.0), 0.0)
+    enrolment = np.datetime64(cl.enrolment_start) + np.timedelta64(
+        int((index + mrng.uniform()) * cl.enrolment_days_per_patient), "D")
+
     # --- rows -------------------------------------------------------------------------------
     ids = lesion_ids(n)
     mean_R = float(R.mean())
     cea1 = cea0 * np.exp(-(0.3 + cl.cea_response * mean_R) + cl.cea_noise * cea_eps)
     rows: dict[str, list[dict]] = {
         "patients": [dict(patient_id=pid, site=cl.sites[site], age=age, sex=sex, cea_baseline=round(cea0, 1),
-                          cea_presurgery=round(float(cea1), 1), chemo_regimen=regimen, chemo_cycles=cycles)],
+                          cea_presurgery=round(float(cea1), 1), chemo_regimen=regimen, chemo_cycles=cycles,
+                          enrolment_date=str(enrolment))],
         "images": [dict(patient_id=pid, timepoint=s.timepoint, modality=s.modality,
                         path=image_relpath(pid, s.timepoint, s.modality)) for s in images if s.present],
         "lesions": [dict(patient_id=pid, lesion_id=ids[i], x_mm=round(cts[i][0], 2), y_mm=round(cts[i][1], 2),
-                         z_mm=round(cts[i][2], 2), diameter_mm=float(d0[i]), mask_path=mask_relpath(pid),
+                         z_mm=round(cts[i][2], 2), diameter_mm=float(d0[i]),
+                         diameter_presurgery_mm=round(float(d1_measured[i]), 1), mask_path=mask_relpath(pid),
                          mask_label=i + 1) for i in range(n)],
         "outcomes": [dict(patient_id=pid, lesion_id=ids[i], pcr=int(pcr[i]),
                           reference="pathology" if resected[i] else "follow_up", resected=int(resected[i]))

@@ -154,6 +154,8 @@ class LesionConfig:
     liver_margin_mm: float = 2.0
     regrowth_log_mean: float = 0.5  # viable lesions left in place, presurgery → follow-up
     regrowth_log_sd: float = 0.2
+    # the site's presurgery CT measurement of a lesion still seen (lesions.csv diameter_presurgery_mm)
+    measurement_sd_mm: float = 1.0
 
 
 @dataclass
@@ -232,6 +234,10 @@ class ClinicalConfig:
     cea_log_sd: float = 1.2
     cea_response: float = 1.0  # log drop of CEA for a full-responder patient
     cea_noise: float = 0.5
+    # patients.csv enrolment_date: patient i enrols i * days_per_patient (+ up to one interval) after the start,
+    # so a larger cohort extends a smaller one and a date cut-off splits early from late patients
+    enrolment_start: str = "2017-01-02"
+    enrolment_days_per_patient: float = 14.0
 
 
 @dataclass

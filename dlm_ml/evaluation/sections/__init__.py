@@ -27,6 +27,7 @@ from dlm_ml.evaluation.sections.common import (
     reader_ids,
 )
 from dlm_ml.evaluation.sections.discrimination import comparisons, discrimination, mrmc_section, roc_band
+from dlm_ml.evaluation.sections.folds import per_fold
 from dlm_ml.evaluation.sections.probabilities import calibration, decision, patient_level
 from dlm_ml.evaluation.settings import EvaluationSettings
 
@@ -44,7 +45,7 @@ def coverage(counts: dict, predictions, readings, readers) -> dict:
 
 
 SECTION_NAMES = ("counts", "discrimination", "roc_band", "comparisons", "mrmc", "operating_points", "agreement",
-                 "calibration", "decision_curve", "patient_level")
+                 "calibration", "decision_curve", "patient_level", "folds")
 
 
 def compute_sections(predictions: pd.DataFrame, readings: pd.DataFrame, thresholds: pd.DataFrame | None,
@@ -70,4 +71,5 @@ def compute_sections(predictions: pd.DataFrame, readings: pd.DataFrame, threshol
         "calibration": calibration(predictions, settings),
         "decision_curve": decision(predictions, readings, readers, thresholds, settings),
         "patient_level": patient_level(predictions, readings, readers, settings),
+        "folds": per_fold(predictions, settings),
     }

@@ -18,6 +18,9 @@ PATIENT_METHODS_ORDER = ("min", "product", "max", "noisy_or")
 # is the lowest lesion score (the least convincing lesion), for "any lesion pCR" the highest.
 READER_PATIENT_AGGREGATE = {"all_pcr": "min", "any_pcr": "max"}
 LEAVE_ALL, RESECT_ALL = "leave all", "resect all"
+# The clinical default policy as a fixed strategy of the decision curve: leave in place (treat as
+# pCR) a lesion no longer seen at presurgery, resect every lesion still seen.
+DISAPPEARED_LEAVE = "disappeared ⇒ leave"
 PROPORTIONS = ("sensitivity", "specificity", "ppv", "npv")
 
 

@@ -1,5 +1,7 @@
-"""Report sections on the probabilities themselves: calibration, decision curves against the
-"leave all" / "resect all" policies, and the patient-level analysis."""
+"""Report sections on the probabilities themselves: calibration (before and after post-hoc
+recalibration when the predictions carry both), decision curves against the "leave all" /
+"resect all" policies and the clinical "disappeared => leave" policy, and the patient-level
+analysis."""
 
 from __future__ import annotations
 
@@ -7,7 +9,9 @@ import numpy as np
 import pandas as pd
 
 from dlm_ml import stats
+from dlm_ml.data.cohort import schema
 from dlm_ml.evaluation.sections.common import (
+    DISAPPEARED_LEAVE,
     LEAVE_ALL,
     MODEL,
     PATIENT_METHODS_ORDER,
@@ -25,8 +29,23 @@ from dlm_ml.evaluation.settings import EvaluationSettings
 
 def calibration(predictions: pd.DataFrame, settings: EvaluationSettings) -> dict:
     """Section 6: Brier score (with the no-skill reference), logistic recalibration with Wald
-    intervals, reliability."""
-    truth, prob = predictions.pcr.to_numpy(), predictions.prob_pcr.to_numpy()
+    intervals, reliability — of ``prob_pcr``; and, when the predictions carry
+    ``prob_pcr_uncalibrated`` (the probability before post-hoc recalibration), the same numbers of
+    that column under ``uncalibrated``."""
+    truth = predictions.pcr.to_numpy()
+    out = _calibration_of(truth, predictions.prob_pcr.to_numpy(float), settings)
+    column = schema.UNCALIBRATED_PROB
+    if column in predictions.columns:
+        before = predictions[column].to_numpy(float)
+        missing = int(np.isnan(before).sum())
+        out["uncalibrated"] = ({"column": column, **_calibration_of(truth, before, settings)} if not missing else
+                               {"column": column, **unavailable(f"{missing} evaluated lesion(s) have no {column}")})
+    return out
+
+
+def _calibration_of(truth: np.ndarray, prob: np.ndarray, settings: EvaluationSettings) -> dict:
+    """Brier, recalibration intercept/slope with Wald intervals and reliability of one
+    probability column (``truth``, ``prob``: [n_lesions])."""
     prevalence = float(truth.mean())
     out = {"n_lesions": int(len(truth)), "brier": stats.brier_score(truth, prob),
            # Constant prediction of the prevalence: a model must beat this to carry information.
@@ -45,13 +64,37 @@ def calibration(predictions: pd.DataFrame, settings: EvaluationSettings) -> dict
                                                  alpha=settings.alpha)
     return out
 
+def disappeared_policy(predictions: pd.DataFrame, frame: pd.DataFrame) -> tuple[dict, np.ndarray | None]:
+    """The clinical default policy "disappeared => leave in place, seen => resect" as fixed calls
+    on ``frame`` (1 = leave: ``diameter_presurgery_mm`` is 0), or why it cannot be drawn.
+
+    It is drawn only when every evaluated lesion (``predictions``) has the measurement: the policy
+    is undefined for a lesion nobody measured at presurgery, and a curve over a subset would not
+    be comparable with the model's. Returns (section info, calls [len(frame)] or None).
+    """
+    column = schema.DIAMETER_PRESURGERY
+    info = {"label": DISAPPEARED_LEAVE, "column": column}
+    if column not in predictions.columns:
+        return {**info, **unavailable(f"the cohort records no {column} in lesions.csv")}, None
+    missing = int(predictions[column].isna().sum())
+    if missing:
+        return {**info, "n_lesions_missing": missing,
+                **unavailable(f"{missing} of {len(predictions)} evaluated lesions have no {column} recorded; the "
+                              "policy is drawn only when every evaluated lesion has it")}, None
+    leave = frame[column].to_numpy(float) == 0
+    return {**info, "available": True, "n_lesions": int(len(frame)), "n_disappeared": int(leave.sum())}, \
+        leave.astype(float)
+
+
 def decision(predictions, readings, readers, thresholds, settings: EvaluationSettings) -> dict:
     """Section 7: net benefit of leaving a lesion in place when P(pCR) ≥ pt.
 
     "Treat" = leave in place, so ``truth = pcr``, ``prob = prob_pcr``, "leave all" is treat all
     and "resect all" is treat none (net benefit 0). Readers' calls are fixed strategies (leave
-    what they call complete response). With readers, all strategies are compared on the lesions
-    every reader read, so that the curves share one denominator.
+    what they call complete response), as is the clinical policy "disappeared => leave"
+    (:func:`disappeared_policy`; its net benefit per threshold is under ``policy``). With
+    readers, all strategies are compared on the lesions every reader read, so that the curves
+    share one denominator.
     """
     frame = read_by_all(predictions, readings, readers) if readers else predictions
     strategies, groups = {MODEL: frame.prob_pcr.to_numpy()}, {MODEL: (MODEL, "curve")}
@@ -65,10 +108,14 @@ def decision(predictions, readings, readers, thresholds, settings: EvaluationSet
                 groups[f"model @ {r} threshold"] = (r, "threshold")
             except ValueError:
                 pass  # reported under operating points
+    policy, policy_calls = disappeared_policy(predictions, frame)
+    if policy_calls is not None:
+        strategies[DISAPPEARED_LEAVE] = policy_calls
+        groups[DISAPPEARED_LEAVE] = (DISAPPEARED_LEAVE, "policy")
     grid = settings.threshold_grid
     out = {"n_lesions": int(len(frame)), "n_lesions_not_read_by_all": int(len(predictions) - len(frame)),
            "thresholds": grid, "treat": "leave the lesion in place",
-           "treat_all": LEAVE_ALL, "treat_none": RESECT_ALL, "strategy_groups": groups}
+           "treat_all": LEAVE_ALL, "treat_none": RESECT_ALL, "strategy_groups": groups, "policy": policy}
     if not len(frame):
         return {**out, **unavailable("no lesion read by every reader")}
     curve = stats.decision_curve(frame.pcr.to_numpy(), strategies, grid, treat_all_label=LEAVE_ALL,
@@ -77,6 +124,9 @@ def decision(predictions, readings, readers, thresholds, settings: EvaluationSet
     # all"; decision_curve's net_interventions_avoided is measured against "leave all", i.e.
     # net lesions with viable tumour kept from being left in place.
     curve = curve.rename(columns={"net_interventions_avoided": "net_viable_not_left_vs_leave_all"})
+    if policy_calls is not None:
+        policy["net_benefit"] = curve[curve.strategy == DISAPPEARED_LEAVE][["threshold", "net_benefit", "tp", "fp",
+                                                                            "n"]].reset_index(drop=True)
     return {**out, "available": True, "curve": curve}
 
 def patient_level(predictions, readings, readers, settings: EvaluationSettings) -> dict:

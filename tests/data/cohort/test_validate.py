@@ -114,3 +114,23 @@ def test_lesion_without_outcome_is_excluded_and_counted(handmade_cohort):
     assert len(cohort.labelled_lesions()) == 7
     report, _ = validate_cohort(handmade_cohort)
     assert "1 lesion(s) excluded" in report.summary()
+
+
+def test_presurgery_diameter_empty_zero_or_positive(handmade_cohort):
+    values = ["", "0", "7.5", "-1", "seen"] + [""] * 10
+
+    def add(t):
+        return t.assign(diameter_presurgery_mm=values[: len(t)])
+
+    _edit(handmade_cohort, "lesions.csv", add)
+    errors = [e for e in _errors(handmade_cohort) if "diameter_presurgery_mm" in e]
+    assert len(errors) == 2
+    assert errors[0].startswith("lesions.csv line 5 (patient P002, lesion L2): diameter_presurgery_mm must be empty")
+    assert "'seen'" in errors[1]
+
+
+def test_presurgery_diameter_typed_on_load(handmade_cohort):
+    _edit(handmade_cohort, "lesions.csv", lambda t: t.assign(diameter_presurgery_mm=["", "0"] + ["4.5"] * (len(t) - 2)))
+    lesions = load_cohort(handmade_cohort).lesions
+    assert lesions.diameter_presurgery_mm.isna().iloc[0] and lesions.diameter_presurgery_mm.iloc[1] == 0.0
+    assert lesions.diameter_presurgery_mm.dtype == float

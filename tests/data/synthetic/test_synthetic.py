@@ -41,8 +41,9 @@ from dlm_ml.data.synthetic.geometry import load_true_poses, rotation_angle_deg, 
 from dlm_ml.data.synthetic.readers import auc
 
 TABLES = [schema.PATIENTS_CSV, schema.IMAGES_CSV, schema.LESIONS_CSV, schema.OUTCOMES_CSV, schema.READINGS_CSV]
+# (lesions.csv diameter_presurgery_mm is the site's noisy measurement, checked against the truth below)
 LATENT_COLUMNS = {"latent_response", "response_degree", "pcr_latent_other", "visible_presurgery",
-                  "diameter_presurgery_mm", "adc_presurgery", "ct_contrast_presurgery_hu", "patient_effect"}
+                  "adc_presurgery", "ct_contrast_presurgery_hu", "patient_effect"}
 
 
 def _read(root: Path, name: str) -> pd.DataFrame:
@@ -195,6 +196,14 @@ def test_layout_matches_schema(tiny):
     assert set(outcomes["pcr"]) <= {0, 1} and set(outcomes["resected"]) <= {0, 1}
     assert (outcomes["reference"] == np.where(outcomes["resected"] == 1, "pathology", "follow_up")).all()
     assert len(readings) == cfg.readers.n_readers * len(lesions)
+    # the site's presurgery measurement: 0 exactly where the lesion was no longer seen, else the true
+    # diameter with measurement noise; enrolment dates in patient order
+    truth = _read(root, "truth/lesions.csv")
+    seen = truth.visible_presurgery == 1
+    assert (lesions.diameter_presurgery_mm[~seen] == 0).all() and (lesions.diameter_presurgery_mm[seen] > 0).all()
+    error = lesions.diameter_presurgery_mm[seen] - truth.diameter_presurgery_mm[seen]
+    assert error.abs().max() < 6 * cfg.lesions.measurement_sd_mm and error.abs().max() > 0
+    assert pd.to_datetime(patients.enrolment_date).is_monotonic_increasing
     assert readings["score"].between(1, 5).all()
     assert (readings["call"] == (readings["score"] >= cfg.readers.call_min_score)).all()
     # images: every listed file exists; missing images have no row and no file
