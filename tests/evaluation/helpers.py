@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 from scipy.special import expit
@@ -59,3 +61,10 @@ def counts_for(pred, readings, without_outcome: int = 0, without_prediction: int
     for r, reads in readings.groupby("reader_id"):
         counts[f"lesions_without_reading_{r}"] = len(pred) - len(pred.merge(reads[key], on=key))
     return counts
+
+
+def cohort_of(pred: pd.DataFrame, readings: pd.DataFrame) -> SimpleNamespace:
+    """The cohort tables :func:`dlm_ml.evaluation.evaluate.evaluate` reads, made from a predictions
+    table (its lesions and outcomes) and readings."""
+    return SimpleNamespace(lesions=pred[["patient_id", "lesion_id"]], outcomes=pred[["patient_id", "lesion_id", "pcr"]],
+                           readings=readings)

@@ -4,7 +4,6 @@ prob_pcr_uncalibrated, each side equal to the statistics on its own column."""
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,12 +12,7 @@ from scipy.special import expit, logit
 from dlm_ml import stats
 from dlm_ml.data.cohort.schema import UNCALIBRATED_PROB
 from dlm_ml.evaluation.evaluate import evaluate, read_predictions
-from tests.evaluation.helpers import make_tables, settings
-
-
-def _cohort(pred, readings):
-    return SimpleNamespace(lesions=pred[["patient_id", "lesion_id"]], outcomes=pred[["patient_id", "lesion_id", "pcr"]],
-                           readings=readings)
+from tests.evaluation.helpers import cohort_of, make_tables, settings
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +23,7 @@ def tables():
 
 
 def _evaluate(folder, pred, readings, thresholds):
-    evaluate(pred, _cohort(pred, readings), thresholds, folder, settings=settings(n_boot=20), header={})
+    evaluate(pred, cohort_of(pred, readings), thresholds, folder, settings=settings(n_boot=20), header={})
     return json.loads((folder / "report.json").read_text())["calibration"], (folder / "report.md").read_text()
 
 

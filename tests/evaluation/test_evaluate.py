@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -12,22 +11,19 @@ import pytest
 from dlm_ml import stats
 from dlm_ml.evaluation.evaluate import evaluate
 from dlm_ml.evaluation.records import RECORD_FIELDS
-from tests.evaluation.helpers import make_tables, settings
+from tests.evaluation.helpers import cohort_of, make_tables, settings
 
 HEADER = {"run id": "abc123", "run name": "demo", "model": "small_cnn", "cohort fingerprint": "f" * 64,
           "git commit": "0123abc", "date": "2025-01-01", "validation design": "5-fold, patient-grouped"}
 
 
-def _cohort(pred, readings):
-    return SimpleNamespace(lesions=pred[["patient_id", "lesion_id"]], outcomes=pred[["patient_id", "lesion_id", "pcr"]],
-                           readings=readings)
 
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     pred, readings, thresholds = make_tables(n_patients=40)
     out = tmp_path_factory.mktemp("evaluation")
-    evaluation = evaluate(pred, _cohort(pred, readings), thresholds, out, settings=settings(), header=HEADER)
+    evaluation = evaluate(pred, cohort_of(pred, readings), thresholds, out, settings=settings(), header=HEADER)
     return pred, readings, thresholds, out, evaluation
 
 
@@ -71,7 +67,7 @@ def test_one_bootstrap_of_the_model_auc_per_evaluation(tmp_path, monkeypatch):
         return original(truth, score, clusters, **kwargs)
 
     monkeypatch.setattr(stats, "cluster_bootstrap_auc", counting)
-    ev = evaluate(pred, _cohort(pred, readings), thresholds, tmp_path, settings=settings(n_boot=50), header={})
+    ev = evaluate(pred, cohort_of(pred, readings), thresholds, tmp_path, settings=settings(n_boot=50), header={})
     n_readers, n_patient_level = 3, 4 + 3 * 2  # model by 4 aggregations, each reader by min and max
     assert len(calls) == 1 + n_readers + n_patient_level
     assert calls.count(len(pred)) == 1 + n_readers  # lesion level: the model once, each reader once
@@ -99,7 +95,7 @@ def test_huge_hillis_df_comes_with_its_reason(tmp_path):
     pred, readings, thresholds = make_tables(n_patients=40, readers=("R1", "R2"))
     r1 = readings[readings.reader_id == "R1"]
     readings = pd.concat([r1, r1.assign(reader_id="R2")], ignore_index=True)  # R2 reads exactly as R1
-    ev = evaluate(pred, _cohort(pred, readings), thresholds, tmp_path, settings=settings(n_boot=50), header={})
+    ev = evaluate(pred, cohort_of(pred, readings), thresholds, tmp_path, settings=settings(n_boot=50), header={})
     rrrc = json.loads((tmp_path / "report.json").read_text())["mrmc"]["rrrc"]
     assert rrrc["df2_infinite"] or rrrc["df2"] > stats.HILLIS_DF_NOTE_ABOVE
     assert "reader x test interaction variance" in rrrc["note"]

@@ -4,17 +4,11 @@ ids and flat metric names stay 'model' (sweeps, dlm-compare and the tracking UI 
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
 from dlm_ml.evaluation.evaluate import evaluate
-from tests.evaluation.helpers import make_tables, settings
-
-
-def _cohort(pred, readings):
-    return SimpleNamespace(lesions=pred[["patient_id", "lesion_id"]], outcomes=pred[["patient_id", "lesion_id", "pcr"]],
-                           readings=readings)
+from tests.evaluation.helpers import cohort_of, make_tables, settings
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +17,7 @@ def pair(tmp_path_factory):
     out = {}
     for name in ("model", "clinical_logistic"):
         folder = tmp_path_factory.mktemp(name)
-        out[name] = (folder, evaluate(pred, _cohort(pred, readings), thresholds, folder, settings=settings(n_boot=50),
+        out[name] = (folder, evaluate(pred, cohort_of(pred, readings), thresholds, folder, settings=settings(n_boot=50),
                                       header={}, model_name=name))
     return out
 

@@ -12,6 +12,19 @@ TIMEPOINTS: tuple[str, ...] = ("baseline", "presurgery", "followup")
 DECISION_TIMEPOINT = "presurgery"
 POST_DECISION_TIMEPOINTS: tuple[str, ...] = ("followup",)
 
+
+def check_input_timepoints(timepoints, allow_post_decision: bool) -> None:
+    """Refuse unknown timepoints, and timepoints after the surgical decision as model input
+    unless ``allow_post_decision`` says so explicitly (they belong to the reference standard)."""
+    unknown = [t for t in timepoints if t not in TIMEPOINTS]
+    if unknown:
+        raise ValueError(f"unknown timepoint(s) {unknown}; known: {list(TIMEPOINTS)}")
+    leaking = [t for t in timepoints if t in POST_DECISION_TIMEPOINTS]
+    if leaking and not allow_post_decision:
+        raise ValueError(
+            f"timepoint(s) {leaking} come after the surgical decision and belong to the reference "
+            "standard; set allow_post_decision=true to use them as model input on purpose")
+
 # ct: portal-venous CT in Hounsfield units; adc: ADC map in µm²/s (1e-6 mm²/s).
 MODALITIES: tuple[str, ...] = ("ct", "adc")
 REFERENCE_MODALITY = "ct"

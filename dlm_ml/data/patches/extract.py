@@ -89,14 +89,7 @@ class PatchConfig:
     def __post_init__(self):
         object.__setattr__(self, "timepoints", tuple(self.timepoints))
         object.__setattr__(self, "modalities", tuple(self.modalities))
-        unknown = [t for t in self.timepoints if t not in schema.TIMEPOINTS]
-        if unknown:
-            raise ValueError(f"unknown timepoint(s) {unknown}; known: {list(schema.TIMEPOINTS)}")
-        leaking = [t for t in self.timepoints if t in schema.POST_DECISION_TIMEPOINTS]
-        if leaking and not self.allow_post_decision:
-            raise ValueError(
-                f"timepoint(s) {leaking} come after the surgical decision and belong to the reference "
-                "standard; set allow_post_decision=true to use them as model input on purpose")
+        schema.check_input_timepoints(self.timepoints, self.allow_post_decision)
         missing = [m for m in self.modalities if m not in self.normalisation]
         if missing:
             raise ValueError(f"no normalisation configured for modality(ies) {missing}")
@@ -181,6 +174,18 @@ class PatchSet:
         return len(self.lesions)
 
 
+def open_channel(image_paths: dict, transform_paths: dict, timepoint: str, modality: str):
+    """The image of one (timepoint, modality) and the transform taking baseline CT points to it
+    (None: the image is already in baseline space), from the ``"timepoint/modality"``-keyed path
+    maps a patient's job carries; None when the patient has no such image."""
+    key = f"{timepoint}/{modality}"
+    path = image_paths.get(key)
+    if path is None:
+        return None
+    tfm = transform_paths.get(key)
+    return read_image(path), (read_transform(tfm) if tfm else None)
+
+
 def _extract_patient(args) -> tuple[list[int], np.ndarray, np.ndarray]:
     """Worker: all patches of one patient. Returns lesion row indices, patches and presence.
 
@@ -193,12 +198,10 @@ def _extract_patient(args) -> tuple[list[int], np.ndarray, np.ndarray]:
     out = np.zeros((n, c, s, s, s), dtype=np.float32)
     present = np.zeros((n, c), dtype=bool)
     for ci, (timepoint, modality) in enumerate(config.channels):
-        path = image_paths.get(f"{timepoint}/{modality}")
-        if path is None:
+        opened = open_channel(image_paths, transform_paths, timepoint, modality)
+        if opened is None:
             continue
-        image = read_image(path)
-        tfm = transform_paths.get(f"{timepoint}/{modality}")
-        transform = read_transform(tfm) if tfm else None
+        image, transform = opened
         norm = config.normaliser(modality)
         for li, centre in enumerate(centres):
             patch = resample_patch(image, centre, s, config.spacing_mm, norm.pad_value, transform)

@@ -85,14 +85,7 @@ class RadiomicsConfig:
         object.__setattr__(self, "families", tuple(self.families))
         object.__setattr__(self, "delta_pairs", tuple(tuple(p) for p in self.delta_pairs))
         object.__setattr__(self, "intensity", {m: dict(v) for m, v in self.intensity.items()})
-        unknown = [t for t in self.timepoints if t not in schema.TIMEPOINTS]
-        if unknown:
-            raise ValueError(f"unknown timepoint(s) {unknown}; known: {list(schema.TIMEPOINTS)}")
-        leaking = [t for t in self.timepoints if t in schema.POST_DECISION_TIMEPOINTS]
-        if leaking and not self.allow_post_decision:
-            raise ValueError(
-                f"timepoint(s) {leaking} come after the surgical decision and belong to the reference "
-                "standard; set allow_post_decision=true to use them as model input on purpose")
+        schema.check_input_timepoints(self.timepoints, self.allow_post_decision)
         missing = [m for m in self.modalities if m not in self.intensity]
         if missing:
             raise ValueError(f"no intensity settings (bin_width, ...) configured for modality(ies) {missing}")

@@ -20,8 +20,8 @@ import pandas as pd
 import SimpleITK as sitk
 
 from dlm_ml.data.cohort import Cohort, schema
-from dlm_ml.data.imaging.imageio import read_image
 from dlm_ml.data.patches import resample_patch
+from dlm_ml.data.patches.extract import open_channel
 from dlm_ml.data.radiomics import names
 from dlm_ml.data.radiomics.cache import (
     RADIOMICS_ALGORITHM_VERSION,
@@ -39,7 +39,6 @@ from dlm_ml.data.radiomics.mirp_adapter import (
     morphology_features,
 )
 from dlm_ml.data.radiomics.roi import patient_regions
-from dlm_ml.data.registration.cohort import read_transform
 from dlm_ml.utils.parallel import parallel_map
 
 COVERAGE_COLUMNS = ["patient_id", "lesion_id", "timepoint", "modality", "region", "coverage", "used"]
@@ -117,12 +116,11 @@ def _patient_features(args) -> tuple[list[int], list[dict], list[dict], list[str
     values: list[dict] = [{} for _ in rows]
     notes, problems, n_images = [], [], 0
     for timepoint, modality in config.images:
-        path = image_paths.get(f"{timepoint}/{modality}")
-        if path is None:
+        opened = open_channel(image_paths, transform_paths, timepoint, modality)
+        if opened is None:
             continue
-        image = read_image(path)
-        tfm = transform_paths.get(f"{timepoint}/{modality}")
-        transform = read_transform(tfm) if tfm else None
+        image, transform = opened
+        path = image_paths[f"{timepoint}/{modality}"]  # named in errors
         intensity = config.intensity[modality]
         for out, lesion in zip(values, regions):
             n_images += 1
