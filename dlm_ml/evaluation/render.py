@@ -29,9 +29,19 @@ def named(label: str, model_name: str) -> str:
     return label
 
 
+#: Above this, a t or F reference is a normal / chi-square one to every printed digit (e.g. the
+#: Satterthwaite df of a model's AUC, which has no reader variance, is ~1e60).
+EFFECTIVELY_INFINITE_DF = 1e6
+
+
 def fmt_df(df, infinite: bool = False, digits: int = 1) -> str:
-    """Degrees of freedom; infinite (a normal reference) spelt out (JSON holds it as null)."""
-    return "∞" if infinite else fmt(df, digits)
+    """Degrees of freedom; infinite (a normal reference) spelt out (JSON holds it as null), and so
+    is a df beyond :data:`EFFECTIVELY_INFINITE_DF` (the exact figure carries no information)."""
+    if infinite:
+        return "∞"
+    if df is not None and float(df) > EFFECTIVELY_INFINITE_DF:
+        return "> 10⁶ (≈ ∞)"
+    return fmt(df, digits)
 
 
 def _interval(result: dict, est: str = "auc", lo: str = "ci_low", hi: str = "ci_high") -> str:

@@ -12,6 +12,7 @@ import pytest
 
 from dlm_ml import stats
 from dlm_ml.evaluation.records import headline_metrics
+from dlm_ml.evaluation.render import fmt_df
 from dlm_ml.evaluation.report import build_report
 from dlm_ml.evaluation.sections import paired
 from dlm_ml.evaluation.thresholds import apply_thresholds
@@ -187,3 +188,9 @@ def test_without_thresholds_matched_points_not_available(tmp_path):
     assert "model at the matched threshold not available" in report.markdown
     assert not any(s.startswith("model @") for s in pd.DataFrame(report.sections["decision_curve"]["curve"]).strategy)
     assert math.isfinite(report.sections["calibration"]["brier"])
+
+
+def test_degrees_of_freedom_spelt_out_when_effectively_infinite():
+    assert fmt_df(None, infinite=True) == "∞"
+    assert fmt_df(3.9e60) == "> 10⁶ (≈ ∞)"
+    assert fmt_df(366.74) == "366.7"
