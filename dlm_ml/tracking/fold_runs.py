@@ -13,9 +13,29 @@ from pytorch_lightning.loggers import MLFlowLogger
 from dlm_ml.tracking.client import PARENT_TAG, download_artifact, log_file, log_metrics, log_text, set_tags
 from dlm_ml.tracking.run import tracked_run
 from dlm_ml.tracking.tracker import MlflowTracker
+from dlm_ml.utils.signals import interrupts_deferred
 
 #: Ids stay strings when stored tables are read back (pseudonymous ids may have leading zeros).
 _ID_DTYPES = {"patient_id": str, "lesion_id": str, "reader_id": str}
+
+
+class DeferringMLFlowLogger(MLFlowLogger):
+    """Lightning's MLflow logger with every write held together against SIGTERM
+    (:func:`dlm_ml.utils.signals.interrupts_deferred`), as this package's own writes are: a job
+    stopped at an epoch end would otherwise often be interrupted inside the epoch's metric
+    commit, and a tracking store left mid-transaction cannot then mark the run FAILED."""
+
+    def log_metrics(self, metrics, step=None) -> None:
+        with interrupts_deferred():
+            super().log_metrics(metrics, step)
+
+    def log_hyperparams(self, params) -> None:
+        with interrupts_deferred():
+            super().log_hyperparams(params)
+
+    def finalize(self, status: str = "success") -> None:
+        with interrupts_deferred():
+            super().finalize(status)
 
 
 class MlflowFoldRun:
@@ -25,8 +45,8 @@ class MlflowFoldRun:
         self.tracker, self.run_id = tracker, run_id
 
     def lightning_logger(self) -> MLFlowLogger:
-        return MLFlowLogger(experiment_name=self.tracker.experiment_name, tracking_uri=self.tracker.tracking_uri,
-                            run_id=self.run_id)
+        return DeferringMLFlowLogger(experiment_name=self.tracker.experiment_name,
+                                     tracking_uri=self.tracker.tracking_uri, run_id=self.run_id)
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
         log_metrics(self.tracker.client, self.run_id, metrics)

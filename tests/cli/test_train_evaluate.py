@@ -110,10 +110,12 @@ def test_evaluate_on_run_id_and_on_files(trained, tmp_path):
     root, env, proc, client, run = trained
     out = _run([_cli("dlm-evaluate"), f"paths.root_dir={root}", f"run_id={run.info.run_id}", "evaluation.n_boot=200",
                 "logger.experiment_name=e2e"], cwd=root, env=env)
-    assert "reader R1" in out.stdout and "model @ R1 specificity" in out.stdout
+    # named by the run's model option (tag dlm_ml.model); predictions from files by model_name=
+    assert "reader R1" in out.stdout and "small_cnn @ R1 specificity" in out.stdout
     pred_path = client.download_artifacts(run.info.run_id, "predictions.csv", str(tmp_path))
     out2 = _run([_cli("dlm-evaluate"), f"paths.root_dir={root}", f"predictions={pred_path}",
                  f"cohort_dir={run.data.params['data.cohort_dir']}", "evaluation.n_boot=200",
-                 "logger.experiment_name=e2e"], cwd=root, env=env)
-    model_line = [line for line in out2.stdout.splitlines() if line.startswith("model ")][0]
-    assert model_line in out.stdout  # same numbers from the run and from the files
+                 "model_name=small_cnn", "logger.experiment_name=e2e"], cwd=root, env=env)
+    model_line = [line.split() for line in out2.stdout.splitlines() if line.startswith("small_cnn ")][0]
+    # same numbers from the run and from the files (column widths follow the longest row label)
+    assert model_line in [line.split() for line in out.stdout.splitlines()]

@@ -7,7 +7,6 @@ import functools
 import hydra
 import pytest
 import torch
-import yaml
 from hydra import compose, initialize_config_dir
 
 from dlm_ml.cli.config import CONF_DIR
@@ -15,11 +14,7 @@ from dlm_ml.data.patches import patch_voxels
 from dlm_ml.models.module import PCRClassifier
 from dlm_ml.models.networks import densenet
 from dlm_ml.training.cross_validation import build_network
-
-MODEL_OPTIONS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
-#: Options that configure a network (`net`); the others configure a baseline (`estimator`,
-#: tests/models/baselines/test_options.py).
-NETWORK_OPTIONS = [m for m in MODEL_OPTIONS if "net" in yaml.safe_load((CONF_DIR / "model" / f"{m}.yaml").read_text())]
+from tests.model_options import NETWORK_OPTIONS
 
 
 def _compose(*overrides: str):

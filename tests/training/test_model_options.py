@@ -20,10 +20,12 @@ from dlm_ml.data.prepare import prepare_cohort
 from dlm_ml.data.registration import registration_config_from_cfg
 from dlm_ml.training.cross_validation import train_fold
 from dlm_ml.training.recorder import PREDICTIONS_FILE, VALIDATION_PREDICTIONS_FILE, MemoryFoldRun
+from tests.model_options import NETWORK_OPTIONS
 
 pytestmark = pytest.mark.slow  # registers a cohort and trains every model option
 
-MODELS = config_groups("train")["model"]
+# every network option (the baselines train through dlm-train in tests/cli/test_baselines.py)
+MODELS = NETWORK_OPTIONS
 ENCODERS = config_groups("train")["model/encoder"]
 #: Options that need covariates get them; one image model is also trained with them (FiLM).
 COVARIATE_CASES = {"covariates_only": ["data/covariates=clinical"],

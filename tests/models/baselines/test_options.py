@@ -5,16 +5,13 @@ from __future__ import annotations
 import hydra
 import numpy as np
 import pytest
-import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from dlm_ml.cli.config import CONF_DIR
 from dlm_ml.models.baselines import INPUT_TABLES
+from tests.model_options import BASELINE_OPTIONS
 from tests.models.baselines.conftest import lesion_feature_frame
-
-BASELINE_OPTIONS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml")
-                          if "estimator" in (yaml.safe_load(p.read_text()) or {}))
 
 
 def test_the_baselines_are_options():
