@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import SimpleITK as sitk
 import yaml
 
 from dlm_ml.tracking.tracker import MlflowTracker
+from dlm_ml.utils.signals import raise_on_sigterm
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,3 +78,13 @@ def tracker(tmp_path_factory) -> MlflowTracker:
     """A throw-away MLflow store (SQLite) per test module."""
     root = tmp_path_factory.mktemp("mlflow")
     return MlflowTracker(f"sqlite:///{root}/mlflow.db", "tests", artifact_location=str(root / "artifacts"))
+
+
+@pytest.fixture
+def sigterm_handler():
+    """SIGTERM raised as KeyboardInterrupt (dlm_ml.utils.signals) for the test, the previous
+    handler restored after it."""
+    previous = signal.getsignal(signal.SIGTERM)
+    assert raise_on_sigterm()
+    yield
+    signal.signal(signal.SIGTERM, previous)

@@ -38,8 +38,9 @@ def cross_validate_tabular(cfg: DictConfig, lesions: pd.DataFrame, features: pd.
     (:func:`~dlm_ml.data.folds.fold_rows`).
     """
     key = ["patient_id", "lesion_id"]
-    if not (features[key].astype(str).to_numpy() == lesions[key].astype(str).to_numpy()).all():
-        raise ValueError("lesion features are not row-aligned with the lesions")
+    mine, theirs = features[key].astype(str).to_numpy(), lesions[key].astype(str).to_numpy()
+    if mine.shape != theirs.shape or not (mine == theirs).all():
+        raise ValueError(f"lesion features ({len(mine)} rows) are not row-aligned with the {len(theirs)} lesions")
     results = []
     for fold in held_out_folds(folds):
         stored = recorder.finished_tables(fold)

@@ -8,18 +8,9 @@ import signal
 import pytest
 
 from dlm_ml.tracking.fold_runs import MlflowFoldRun
-from dlm_ml.utils.signals import raise_on_sigterm
 
 
-@pytest.fixture
-def sigterm_raises():
-    previous = signal.getsignal(signal.SIGTERM)
-    assert raise_on_sigterm()
-    yield
-    signal.signal(signal.SIGTERM, previous)
-
-
-def test_sigterm_during_an_epoch_metric_write_is_raised_after_it(tracker, sigterm_raises, monkeypatch):
+def test_sigterm_during_an_epoch_metric_write_is_raised_after_it(tracker, sigterm_handler, monkeypatch):
     run_id = tracker.client.create_run(tracker.experiment_id).info.run_id
     logger = MlflowFoldRun(tracker, run_id).lightning_logger()
     original = logger.experiment.log_batch

@@ -84,3 +84,5 @@ def test_misaligned_features_refused(tmp_path):
     lesions, features, folds = _inputs()
     with pytest.raises(ValueError, match="not row-aligned"):
         cross_validate_tabular(_cfg(RADIOMICS), lesions, features.iloc[::-1], folds, MemoryFoldRecorder(), tmp_path)
+    with pytest.raises(ValueError, match=r"\(\d+ rows\) are not row-aligned"):
+        cross_validate_tabular(_cfg(RADIOMICS), lesions, features.iloc[1:], folds, MemoryFoldRecorder(), tmp_path)

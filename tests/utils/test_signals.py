@@ -7,15 +7,7 @@ import signal
 
 import pytest
 
-from dlm_ml.utils.signals import interrupts_deferred, raise_on_sigterm
-
-
-@pytest.fixture
-def sigterm_handler():
-    previous = signal.getsignal(signal.SIGTERM)
-    assert raise_on_sigterm()
-    yield
-    signal.signal(signal.SIGTERM, previous)
+from dlm_ml.utils.signals import interrupts_deferred
 
 
 def test_sigterm_raises_keyboard_interrupt(sigterm_handler):
