@@ -86,7 +86,7 @@ def compose_train(root: Path, preset: str, seed: int, overrides: list[str], stam
         cfg = compose("train", overrides=[f"paths.root_dir={root}", f"data.synthetic.preset={preset!r}",
                                           f"seed={seed}", "trainer=cpu", *overrides])
     with open_dict(cfg):
-        # A folder of its own per invocation: the fold loop resumes from a checkpoint it finds.
+        # A folder of its own per invocation: the fold loop refuses a fold folder another run wrote into.
         cfg.paths.output_dir = str(root / "outputs" / "benchmarks" / "model_ablation_runs" / stamp)
         # Per-epoch logs of many folds are noise here; the summary table is the output.
         cfg.trainer.enable_progress_bar = False
@@ -109,7 +109,8 @@ def run_variant(args: tuple) -> dict:
         if is_tabular(cfg):
             result = cross_validate_tabular(cfg, inputs.lesions, inputs.features, folds, MemoryFoldRecorder(), out_dir)
         else:
-            result = cross_validate(cfg, inputs.patches, folds, MemoryFoldRecorder(), out_dir, inputs.covariates)
+            result = cross_validate(cfg, inputs.patches, folds, MemoryFoldRecorder(), out_dir, inputs.covariates,
+                                    resuming=False)
         result, _ = calibrate_folds(result, hydra.utils.instantiate(cfg.calibration))
     seconds = time.perf_counter() - started
     return {"name": name, "predictions": result.predictions, "seconds_per_fold": seconds / int(cfg.data.n_folds)}

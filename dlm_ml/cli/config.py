@@ -11,6 +11,12 @@ Resolvers:
     the folder the command was started in. ``${hydra:runtime.cwd}`` is unset while a multirun
     resolves its sweep folder (before any job runs), so ``paths.root_dir`` uses this instead;
     ``hydra.job.chdir`` is false, so a job's working folder stays the one it was started in.
+``dlm_unique``
+    a suffix of the run and sweep folders that no two processes share (``<pid>-<6 hex>``):
+    folders are named to the second, and two commands started within the same second (a
+    cluster array job) would otherwise share one and continue each other's folds. Stable within
+    a process, and cached in the config it is resolved in, so the jobs of a joblib sweep (other
+    processes, handed the launcher's config) resolve the sweep's folder as it did.
 ``dlm_synthetic_preset``
     checks a synthetic preset name where it is used in a path: an unquoted ``null`` on the
     command line is no value, not the preset named null.
@@ -23,6 +29,7 @@ Resolvers:
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import yaml
@@ -41,6 +48,19 @@ def _channels(timepoints, modalities) -> int:
 
 def _cwd() -> str:
     return os.getcwd()
+
+
+_run_suffix: dict[int, str] = {}
+
+
+def _unique() -> str:
+    """``<pid>-<6 random hex digits>``, the same every time within one process. The pid keeps
+    concurrent processes of one machine apart, the random digits those of different machines
+    sharing a file system (and a process forked from one that had resolved it gets its own)."""
+    pid = os.getpid()
+    if pid not in _run_suffix:
+        _run_suffix[pid] = f"{pid}-{secrets.token_hex(3)}"
+    return _run_suffix[pid]
 
 
 def _synthetic_preset(name) -> str:
@@ -100,3 +120,7 @@ for _name, _resolver in (("dlm_channels", _channels), ("dlm_patch_voxels", patch
                          ("dlm_command_summary", _command_summary)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _resolver)
+if not OmegaConf.has_resolver("dlm_unique"):
+    # use_cache: Hydra copies a config's resolver cache into each job's config (load_sweep_config),
+    # and joblib hands that config to its worker processes, where _unique would give another value.
+    OmegaConf.register_new_resolver("dlm_unique", _unique, use_cache=True)

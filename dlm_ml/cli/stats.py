@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from dlm_ml.stats import tables
+from dlm_ml.stats.agreement import InferredCategoriesWarning
 from dlm_ml.stats.mrmc import COV_METHODS
 from dlm_ml.stats.tables import TableError, read_table
 
@@ -54,7 +56,23 @@ def _kappa(a: argparse.Namespace) -> tables.TableResult:
         what = f"readers in '{a.reader_col}'"
     else:
         raise TableError("give --rater-col twice or more, or all of --subject-col, --reader-col and --rating-col")
-    return tables.kappa_table(wide, a.file, what, weights=a.weights, alpha=a.alpha)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = tables.kappa_table(wide, a.file, what, weights=a.weights, alpha=a.alpha,
+                                    categories=tables.categories_option(a.categories, wide, what))
+    for message in dict.fromkeys(map(_warning_text, (w.message for w in caught))):  # once per pair of raters
+        print(f"{PROG} kappa: warning: {message}", file=sys.stderr)
+    return result
+
+
+def _warning_text(message: Warning) -> str:
+    """One line per warning; inferred kappa categories are restated as the option that states them."""
+    if not isinstance(message, InferredCategoriesWarning):
+        return str(message)
+    labels = [str(c) for c in message.categories]
+    return (f"weighted kappa on the categories inferred from the ratings ({', '.join(labels)}); if the scale has "
+            f"values nobody gave, state all of them in order with --categories (here: --categories "
+            f"{','.join(labels)} plus the unused values)")
 
 
 def _alpha(text: str) -> float:
@@ -120,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{what}-col", default=None, help=f"long table: {what} column")
     p.add_argument("--weights", choices=("linear", "quadratic"), default=None,
                    help="weighted Cohen's kappa for ordinal ratings")
+    p.add_argument("--categories", default=None, metavar="C1,C2,...",
+                   help="every possible rating, in order (e.g. 1,2,3,4,5); weighted kappa depends on unused ones "
+                        "(default: the ratings given)")
     return parser
 
 

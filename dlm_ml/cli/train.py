@@ -25,15 +25,17 @@ from dlm_ml.data.prepare import prepare_cohort
 from dlm_ml.data.validation_design import FoldsFile
 from dlm_ml.evaluation.evaluate import evaluate
 from dlm_ml.evaluation.thresholds import reader_matched_thresholds
+from dlm_ml.models.ensemble import write_fold_ensemble
 from dlm_ml.tracking import client as tracking
 from dlm_ml.tracking import train_runs
+from dlm_ml.tracking.ensemble_model import log_fold_ensemble
 from dlm_ml.tracking.fold_runs import MlflowFoldRecorder
 from dlm_ml.tracking.provenance import record_provenance
 from dlm_ml.tracking.run import tracked_run
 from dlm_ml.tracking.train_runs import MODEL_NAME_TAG
-from dlm_ml.training.cross_validation import CrossValidationResult, cross_validate
+from dlm_ml.training.cross_validation import PREDICTOR_DIR, CrossValidationResult, cross_validate
 from dlm_ml.training.determinism import seed_everything
-from dlm_ml.training.posthoc import calibrate_folds
+from dlm_ml.training.posthoc import calibrate_folds, fold_calibrations
 from dlm_ml.training.tabular import cross_validate_tabular
 from dlm_ml.utils.atomic import atomic_write_csv
 from dlm_ml.utils.signals import raise_on_sigterm
@@ -54,6 +56,21 @@ def _folds(cfg: DictConfig, lesions: pd.DataFrame, cohort):
     design = FoldsFile(cfg.data.folds_file) if cfg.data.get("folds_file") else hydra.utils.instantiate(
         cfg.data.validation)
     return design, design.folds(lesions, cohort.patients, int(cfg.seed))
+
+
+def log_ensemble(cfg: DictConfig, client, run_id: str, tracker, inputs, result: CrossValidationResult, calibration,
+                 out_dir: Path, model_name: str) -> None:
+    """Assemble the folds' networks, encoders and calibration maps into the run's fold ensemble
+    (``out_dir/fold_ensemble``) and log it as the run's MLflow model (registered when the store can)."""
+    patches = inputs.patches
+    folder = write_fold_ensemble(
+        out_dir / "fold_ensemble", {f.fold: out_dir / f"fold_{f.fold}" / PREDICTOR_DIR for f in result.folds},
+        net_cfg=OmegaConf.to_container(cfg.model.net, resolve=True), channel_names=patches.channel_names,
+        patch_voxels=patches.image.shape[-1], spacing_mm=patches.spacing_mm,
+        covariates=None if inputs.covariates is None else inputs.covariates.config,
+        calibrations=fold_calibrations(result, calibration), model_name=model_name)
+    registered = log_fold_ensemble(client, run_id, folder, tracker.model_registry_name(model_name))
+    log.info("fold ensemble logged as the run's MLflow model (runs:/%s/model); registry: %s", run_id, registered)
 
 
 def train(cfg: DictConfig) -> dict:
@@ -106,7 +123,10 @@ def train(cfg: DictConfig) -> dict:
             if is_tabular(cfg):
                 result = cross_validate_tabular(cfg, inputs.lesions, inputs.features, folds, recorder, out_dir)
             else:
-                result = cross_validate(cfg, inputs.patches, folds, recorder, out_dir, inputs.covariates)
+                result = cross_validate(cfg, inputs.patches, folds, recorder, out_dir, inputs.covariates,
+                                        resuming=resumed is not None)
+            if not is_tabular(cfg):
+                log_ensemble(cfg, client, run_id, tracker, inputs, result, calibration, out_dir, model_name)
             result, calibrations = calibrate_folds(result, calibration)
             thresholds = fold_thresholds(result, cohort.readings)
             # the design's name of each test fold (a site for leave-one-site-out), shown per fold in the report

@@ -71,6 +71,19 @@ class FittedCalibration:
     def to_dict(self) -> dict:
         return {"method": self.method, "n_lesions": self.n_lesions, "n_pcr": self.n_pcr, **self.params}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> FittedCalibration:
+        """The map :meth:`to_dict` wrote (e.g. read back from a model's JSON); refuses one that lacks
+        its method's parameters."""
+        data = dict(data)
+        method = data.pop("method", None)
+        needed = {"none": (), "temperature": ("temperature",), "platt": ("slope", "intercept"),
+                  "isotonic": ("x", "y")}.get(method)
+        if needed is None or any(k not in data for k in needed):
+            raise ValueError(f"not a fitted calibration: method {method!r} with keys {sorted(data)}")
+        n_lesions, n_pcr = int(data.pop("n_lesions", 0)), int(data.pop("n_pcr", 0))
+        return cls(method, {k: data[k] for k in needed}, n_lesions, n_pcr)
+
 
 @dataclass(frozen=True)
 class PostHocCalibration:

@@ -81,6 +81,9 @@ class SharedEncoderNet(nn.Module):
         probability (never all of a lesion's), so the model learns to predict without it.
     """
 
+    #: absent images are never encoded and the present flags reach the head (models.build.handles_missing_images)
+    handles_missing_images = True
+
     def __init__(self, encoder: ImageEncoder, timepoints: Sequence[str], modalities: Sequence[str],
                  fusion: str = "concat_delta", n_covariates: int = 0, covariate_fusion: str = "concat",
                  hidden: int = 64, dropout: float = 0.2, image_dropout: float = 0.0, attention_heads: int = 1):
@@ -198,6 +201,8 @@ class CovariateNet(nn.Module):
     2-layer MLP on the encoded covariates [B, K] → [B].
     The images of the batch are ignored; the baseline a network must beat to claim that imaging
     adds anything."""
+
+    handles_missing_images = True  # it reads no image
 
     def __init__(self, n_covariates: int = 0, hidden: int = 0, dropout: float = 0.2):
         super().__init__()

@@ -5,6 +5,12 @@ stay together in every resample. :func:`cluster_bootstrap_ci` evaluates any metr
 each resample; :func:`cluster_bootstrap_auc` gets the same replicates of the AUC for all
 resamples at once from cluster multiplicities used as lesion weights. Intervals are
 percentile or BCa (acceleration from the leave-one-cluster-out jackknife).
+
+At least 2 clusters are needed: with one, every resample is that cluster and the
+interval has zero width. That is only the mathematical minimum; the bootstrap
+distribution of a handful of patients is coarse and its intervals are too narrow
+(they cannot reflect patients that were not sampled), so intervals from very few
+patients are unreliable.
 """
 
 from __future__ import annotations
@@ -23,6 +29,17 @@ from .roc import roc_auc
 __all__: list[str] = []  # private module: dlm_ml.stats.clustered is the public home
 
 BOOTSTRAP_METHODS = ("percentile", "bca")
+MIN_CLUSTERS = 2
+
+
+def _check_enough_clusters(n_clusters: int) -> None:
+    """Refuse a bootstrap of fewer than ``MIN_CLUSTERS`` clusters (a zero-width interval)."""
+    if n_clusters < MIN_CLUSTERS:
+        raise ValueError(
+            f"The patient bootstrap got {n_clusters} patient(s) (clusters); it needs at least "
+            f"{MIN_CLUSTERS} patients: with one, every resample is that patient and the interval "
+            "has zero width."
+        )
 
 
 @dataclass(frozen=True)
@@ -172,6 +189,7 @@ def _finish(
     n_clusters: int,
     jackknife: Callable[[], np.ndarray],
 ) -> BootstrapCI:
+    _check_enough_clusters(n_clusters)
     ok = np.isfinite(reps)
     n_failed = int((~ok).sum())
     valid = reps[ok]
@@ -241,11 +259,18 @@ def cluster_bootstrap_auc(
     BootstrapCI
         Replicates whose resample holds one class only are counted in
         ``n_failed`` and excluded.
+
+    Raises
+    ------
+    ValueError
+        With fewer than 2 clusters (see the module notes: intervals from very
+        few patients are unreliable even when computed).
     """
     n_boot = check_positive_int(n_boot, "n_boot", minimum=2)
     alpha = check_alpha(alpha)
     method = check_choice(method, "method", BOOTSTRAP_METHODS)
     t, s, codes, n_cl = _validate_clustered(truth, [("score", score)], clusters, direction)
+    _check_enough_clusters(n_cl)
     s = s[0]
     wauc = _WeightedAUC(t, s, codes)
     estimate = float(wauc(np.ones((1, n_cl)))[0])
@@ -302,7 +327,9 @@ def cluster_bootstrap_ci(
     Raises
     ------
     ValueError
-        If the metric fails on the full data, or fewer than 2 replicates are
+        If there are fewer than 2 clusters (every resample would be the same
+        patient; intervals from very few patients are unreliable even from 2),
+        the metric fails on the full data, or fewer than 2 replicates are
         defined.
     """
     if not callable(metric):
@@ -325,6 +352,7 @@ def cluster_bootstrap_ci(
                 f"cluster label), got shape {a.shape}."
             )
     n_cl = len(labels)
+    _check_enough_clusters(n_cl)
     order = np.argsort(codes, kind="mergesort")
     members = np.split(order, np.cumsum(np.bincount(codes, minlength=n_cl))[:-1])
 

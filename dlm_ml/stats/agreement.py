@@ -26,6 +26,8 @@ of different sets of raters. Psychol Bull 86:974–977.
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,9 +39,21 @@ from scipy import stats
 from ._output import fmt_num, fmt_p, to_plain
 from ._validation import check_alpha, check_choice
 
-__all__ = ["CohenKappa", "FleissKappa", "cohen_kappa", "fleiss_kappa"]
+__all__ = ["CohenKappa", "FleissKappa", "InferredCategoriesWarning", "cohen_kappa", "fleiss_kappa"]
 
 WEIGHTS = ("linear", "quadratic")
+
+
+class InferredCategoriesWarning(UserWarning):
+    """A weighted kappa computed on the categories observed in the ratings.
+
+    ``categories`` holds the inferred categories, so that a caller can restate them
+    in its own terms (e.g. a command-line option).
+    """
+
+    def __init__(self, message: str, categories: tuple):
+        super().__init__(message)
+        self.categories = categories
 
 
 @dataclass(frozen=True, eq=False)  # holds frames/arrays: compare fields, not objects
@@ -234,6 +248,29 @@ def _values(x: Any, name: str) -> np.ndarray:
     return np.array([v.item() if isinstance(v, np.generic) else v for v in arr], dtype=object)
 
 
+def _label_kind(value: Any) -> str:
+    """Real numbers (int, float, bool) compare equal across types (1 == 1.0); others by type."""
+    return "number" if isinstance(value, numbers.Real) else type(value).__name__
+
+
+def _check_same_label_types(va: np.ndarray, vb: np.ndarray) -> None:
+    """Refuse raters whose labels are of different types ("1" never equals 1: kappa would be 0)."""
+    examples_a = {_label_kind(v): v for v in reversed(va)}  # kind -> its first value
+    examples_b = {_label_kind(v): v for v in reversed(vb)}
+    if examples_a.keys() == examples_b.keys():
+        return
+
+    def describe(examples: dict, other: dict) -> str:
+        only = [v for kind, v in examples.items() if kind not in other] or list(examples.values())
+        return ", ".join(f"{type(v).__name__} (e.g. {v!r})" for v in only)
+
+    raise ValueError(
+        f"The raters' labels are of different types: `a` has {describe(examples_a, examples_b)}, "
+        f"`b` has {describe(examples_b, examples_a)}; a label of one type never equals one of "
+        "another (\"1\" is not 1), so convert both raters' ratings to one type."
+    )
+
+
 def cohen_kappa(
     a,
     b,
@@ -258,11 +295,19 @@ def cohen_kappa(
     categories : sequence, optional
         All possible ratings in order. Weighted kappa depends on the positions
         of the categories, so name unused intermediate categories here (e.g. a
-        score of 3 nobody gave on a 1–5 scale). Default: the sorted observed values.
+        score of 3 nobody gave on a 1–5 scale). Default: the sorted observed
+        values; a weighted kappa then emits an :class:`InferredCategoriesWarning`.
 
     Returns
     -------
     CohenKappa
+
+    Raises
+    ------
+    ValueError
+        When the two raters' labels are of different types (e.g. ``"1"`` against
+        ``1``; numbers of int and float type are one type), or a rating is missing
+        or not in ``categories``.
 
     Notes
     -----
@@ -283,7 +328,19 @@ def cohen_kappa(
     va, vb = _values(a, "a"), _values(b, "b")
     if va.size != vb.size:
         raise ValueError(f"`a` and `b` must rate the same subjects: lengths {va.size} and {vb.size}.")
+    _check_same_label_types(va, vb)
     cats = _check_categories(np.concatenate([va, vb]), categories, "the ratings")
+    if weights is not None and categories is None:
+        warnings.warn(
+            InferredCategoriesWarning(
+                f"Weighted kappa with categories inferred from the ratings, {cats}: the weights "
+                "depend on the spacing of the categories, so a possible rating between them that "
+                f"nobody gave changes the kappa. State the scale with `categories=` (e.g. "
+                f"categories={cats} with the unused values inserted).",
+                tuple(cats),
+            ),
+            stacklevel=2,
+        )
     k, n = len(cats), va.size
     code = {c: i for i, c in enumerate(cats)}
     ia = np.array([code[v] for v in va])

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, logit
 
+from ._output import fmt_num
 from ._validation import (
     ResultMixin,
     check_alpha,
@@ -90,7 +91,9 @@ class CalibrationResult(ResultMixin):
     eps : float
         Probabilities were clipped to ``[eps, 1 − eps]`` before the logit.
     n_clipped : int
-        How many probabilities the clipping changed.
+        How many probabilities the clipping changed (predictions of exactly 0 or
+        1); when > 0, slope and intercept depend on ``eps`` and a UserWarning
+        was emitted.
     converged : bool
         Whether both Newton fits converged (False e.g. under separation).
     """
@@ -106,6 +109,23 @@ class CalibrationResult(ResultMixin):
     eps: float
     n_clipped: int
     converged: bool
+
+    def summary(self) -> str:
+        """Readable fixed-width report, with the clipping when it changed predictions."""
+        lines = [
+            f"Logistic recalibration, n = {self.n} ({self.n_events} events)",
+            f"  calibration-in-the-large  {fmt_num(self.intercept)}  (SE {fmt_num(self.intercept_se)})",
+            f"  calibration slope         {fmt_num(self.slope)}  (SE {fmt_num(self.slope_se)})",
+        ]
+        if self.n_clipped:
+            what = "probability" if self.n_clipped == 1 else "probabilities"
+            lines.append(
+                f"  {self.n_clipped} {what} of exactly 0 or 1 clipped to [eps, 1 - eps], "
+                f"eps = {self.eps:g}: slope and intercept depend on eps"
+            )
+        if not self.converged:
+            lines.append("  the fit did not converge (separation?): estimates unreliable")
+        return "\n".join(lines) + "\n"
 
 
 def _logistic_newton(
@@ -166,7 +186,9 @@ def calibration_intercept_slope(
     eps : float
         ``prob`` is clipped to ``[eps, 1 − eps]`` so that ``logit(prob)`` is
         finite; predictions of exactly 0 or 1 otherwise make the likelihood
-        degenerate. The number of clipped values is reported.
+        degenerate. The clipped value's logit (±18.4 for the default) then
+        sets the slope: a UserWarning with the number clipped is emitted, and
+        the number is reported in ``n_clipped``.
 
     Returns
     -------
@@ -180,6 +202,16 @@ def calibration_intercept_slope(
     y, p = _truth_prob(truth, prob)
     pc = np.clip(p, eps, 1.0 - eps)
     n_clipped = int(np.sum(pc != p))
+    if n_clipped:
+        # logit(0) is -inf: the clipped values get logit(eps), an arbitrary leverage point
+        # whose distance from the other predictions moves the fitted slope.
+        warnings.warn(
+            f"{n_clipped} predicted probabilit{'y' if n_clipped == 1 else 'ies'} of exactly 0 or 1 "
+            f"clipped to [eps, 1 - eps] before the logit: calibration slope/intercept depend on "
+            f"the clipping eps={eps:g}; such probabilities come from a rule or a saturated model.",
+            UserWarning,
+            stacklevel=2,
+        )
     lp = logit(pc)
     n = y.size
     ones = np.ones((n, 1))

@@ -149,21 +149,23 @@ def kappa_wide_from_long(df: pd.DataFrame, where: str, *, subjects: Sequence[str
 
 
 def kappa_table(wide: pd.DataFrame, where: str, what: str, *, weights: str | None = None,
-                alpha: float = 0.05) -> TableResult:
+                alpha: float = 0.05, categories: Sequence | None = None) -> TableResult:
     """Cohen's kappa for two rater columns; Fleiss' kappa plus pairwise Cohen's for more.
 
     ``wide``: one column per rater, one row per subject, no missing ratings; ``what`` names
-    the raters in the printed heading.
+    the raters in the printed heading; ``categories``: every possible rating in order (default:
+    those given), for Cohen's and Fleiss' kappa alike.
     """
     raters = list(wide.columns)
     try:
-        pairs = {f"{a} vs {b}": cohen_kappa(wide[a].to_numpy(), wide[b].to_numpy(), weights=weights, alpha=alpha)
+        pairs = {f"{a} vs {b}": cohen_kappa(wide[a].to_numpy(), wide[b].to_numpy(), weights=weights, alpha=alpha,
+                                            categories=categories)
                  for a, b in itertools.combinations(raters, 2)}
         fleiss = None
         if len(raters) > 2:
             long = wide.reset_index(drop=True).rename_axis("subject").reset_index().melt(
                 id_vars="subject", var_name="rater", value_name="rating")
-            fleiss = fleiss_kappa(long, alpha=alpha)
+            fleiss = fleiss_kappa(long, alpha=alpha, categories=categories)
     except ValueError as exc:
         raise TableError(f"{where}: {exc}") from None
     if len(raters) == 2:
@@ -177,3 +179,20 @@ def kappa_table(wide: pd.DataFrame, where: str, what: str, *, weights: str | Non
             + text_table(["pair", "kappa", "SE", f"{pct} CI low", "high", "p"], rows) + "\n")
     return TableResult({"fleiss": fleiss, "cohen_pairwise": [{"pair": k, **v.to_dict()} for k, v in pairs.items()]},
                        text)
+
+
+def categories_option(text: str | None, wide: pd.DataFrame, what: str) -> list | None:
+    """A ``--categories`` option as labels of the ratings' type: numbers when every rater column is
+    numeric, else text; ``TableError`` for an empty label or text among numeric ratings."""
+    if text is None:
+        return None
+    labels = [label.strip() for label in text.split(",")]
+    if "" in labels:
+        raise TableError(f"--categories {text!r} has an empty label; give the ratings in order, e.g. 1,2,3,4,5")
+    if not all(pd.api.types.is_numeric_dtype(wide[c]) for c in wide.columns):
+        return labels
+    numbers = pd.to_numeric(pd.Series(labels), errors="coerce")
+    if numbers.isna().any():
+        raise TableError(f"--categories: {labels[int(numbers.isna().argmax())]!r} is not a number, but the "
+                         f"ratings of {what} are numbers")
+    return [int(v) if float(v).is_integer() else float(v) for v in numbers]

@@ -21,14 +21,23 @@ class MlflowTracker:
     artifact_location : folder for the experiment's artifacts when it is created; ``None`` lets
         a tracking server decide.
     run_name : the parent run's name; ``None`` names it after the command-line overrides.
+    registered_model_name : the model-registry name a training run's fold ensemble is registered
+        under; ``None``: ``dlm_ml-<model option>``; ``""``: not registered.
     """
 
     def __init__(self, tracking_uri: str, experiment_name: str, artifact_location: str | None = None,
-                 run_name: str | None = None):
+                 run_name: str | None = None, registered_model_name: str | None = None):
         self.tracking_uri = str(tracking_uri)
         self.experiment_name = str(experiment_name)
         self.artifact_location = str(artifact_location) if artifact_location else None
         self.run_name = str(run_name) if run_name else None
+        self.registered_model_name = registered_model_name
+
+    def model_registry_name(self, model_name: str) -> str | None:
+        """Where a run of model option ``model_name`` registers its ensemble (None: nowhere)."""
+        if self.registered_model_name is None:
+            return f"dlm_ml-{model_name}"
+        return str(self.registered_model_name) or None
 
     @cached_property
     def client(self) -> MlflowClient:

@@ -4,17 +4,21 @@ patients, predict the validation and test lesions.
 Recording goes through a :class:`~dlm_ml.training.recorder.FoldRecorder` the caller hands in,
 so this module knows nothing of the tracking backend. A fold that finished in an earlier,
 interrupted session is rebuilt from its stored tables; the interrupted fold continues from its
-``resume/last.ckpt``.
+``resume/last.ckpt``. Only a resumed run does: a run that is not resuming refuses a fold folder
+that already holds anything (another run's), rather than continue that run's training.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
 import warnings
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import hydra
@@ -28,12 +32,20 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from dlm_ml.data.covariates import LesionCovariates
 from dlm_ml.data.folds import held_out_folds
 from dlm_ml.data.patches import PatchSet
+from dlm_ml.models.build import build_network
 from dlm_ml.models.callbacks import SeedEachEpoch, resume_checkpoint
+from dlm_ml.models.ensemble import save_fold_predictor
 from dlm_ml.stats import roc_auc
 from dlm_ml.training.determinism import seed_everything
 from dlm_ml.training.recorder import PREDICTIONS_FILE, VALIDATION_PREDICTIONS_FILE, FoldRecorder, FoldRun
 
 log = logging.getLogger("dlm_ml.training")
+
+#: Each fold's folder for its network weights and covariate encoding (models.ensemble.save_fold_predictor).
+PREDICTOR_DIR = "predictor"
+#: Created exclusively in a fold's folder by the run that trains the fold first (claim_fold_folder):
+#: who claimed it (process, host, time).
+FOLD_CLAIM_FILE = "claimed_by.txt"
 
 
 @dataclass
@@ -64,7 +76,8 @@ class CrossValidationResult:
 
 
 def cross_validate(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, recorder: FoldRecorder,
-                   out_dir: str | Path, covariates: LesionCovariates | None = None) -> CrossValidationResult:
+                   out_dir: str | Path, covariates: LesionCovariates | None = None, *,
+                   resuming: bool = False) -> CrossValidationResult:
     """Train every test fold of ``folds`` (``patient_id, fold``) on ``patches``.
 
     The test folds are those the table holds (:func:`~dlm_ml.data.folds.held_out_folds`, every
@@ -73,6 +86,9 @@ def cross_validate(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, reco
     fold and are never predicted. ``cfg`` is the train config (``seed``, ``data.datamodule``,
     ``model``, ``callbacks``, ``trainer``); each fold writes under ``out_dir/fold_<k>``.
     ``covariates``: the raw covariates of every lesion, encoded per fold on its fit lesions.
+    ``resuming``: this run continues an interrupted one in ``out_dir``, so a fold continues from
+    the ``resume/last.ckpt`` it finds; otherwise a fold folder that already holds anything is
+    refused (:func:`claim_fold_folder`).
     """
     results = []
     for fold in held_out_folds(folds):
@@ -82,7 +98,8 @@ def cross_validate(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, reco
             log.info("fold %d: finished in an earlier session, its predictions reused", fold)
             continue
         with recorder.open_fold(fold) as run:
-            results.append(train_fold(cfg, patches, folds, fold, run, Path(out_dir) / f"fold_{fold}", covariates))
+            results.append(train_fold(cfg, patches, folds, fold, run, Path(out_dir) / f"fold_{fold}", covariates,
+                                      resuming=resuming))
     result = CrossValidationResult(results)
     check_one_prediction_per_tested_lesion(result.predictions, patches.lesions, folds)
     return result
@@ -110,6 +127,34 @@ def _reused_fold(fold: int, stored: dict[str, pd.DataFrame]) -> FoldResult:
         raise ValueError(f"fold {fold} finished earlier but its record lacks {missing}; it cannot be reused "
                          "(start the run again without resume)")
     return FoldResult(fold, stored[PREDICTIONS_FILE], stored[VALIDATION_PREDICTIONS_FILE], reused=True)
+
+
+def claim_fold_folder(fold_dir: Path, resuming: bool) -> None:
+    """Make ``fold_dir`` this run's before anything is written into it.
+
+    A fold continues from any ``resume/last.ckpt`` in its folder, so two runs sharing an output
+    folder would continue each other's training and both finish "normally". Unless ``resuming``,
+    a folder that already holds anything is refused; the claim file, created exclusively,
+    settles a race between two runs that both found the folder empty. Resuming claims nothing.
+    """
+    if resuming:
+        return
+    held = sorted(p.name for p in fold_dir.iterdir()) if fold_dir.is_dir() else []
+    if not held:
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(fold_dir / FOLD_CLAIM_FILE, "x") as claim:
+                claim.write(f"process {os.getpid()} on {socket.gethostname()} at "
+                            f"{datetime.now().astimezone().isoformat(timespec='seconds')}\n")
+            return
+        except FileExistsError:
+            held = [FOLD_CLAIM_FILE]
+    claimed = fold_dir / FOLD_CLAIM_FILE
+    by = f" (claimed by {claimed.read_text().strip()})" if claimed.is_file() else ""
+    raise FileExistsError(
+        f"output folder already used by another run: {fold_dir} already holds {held[:6]}{by}, and this run is "
+        "not resuming. Give this run an output folder of its own (hydra.run.dir=...), or continue the run that "
+        "wrote it with resume=true or resume=<run id>")
 
 
 def build_callbacks(callbacks_cfg: DictConfig | None, fold_dir: Path) -> dict[str, Callback]:
@@ -174,23 +219,12 @@ def _prediction_table(lesions: pd.DataFrame, rows: np.ndarray, prob: np.ndarray,
         fold=fold, prob_pcr=prob, pcr=lesions.pcr.to_numpy()[rows]).reset_index(drop=True)
 
 
-def build_network(net_cfg: DictConfig, n_covariates: int) -> torch.nn.Module:
-    """The configured network; one that reads covariates declares ``n_covariates`` in its config and
-    gets the fold's encoded width here. Covariates given to a network that cannot read them are
-    refused rather than silently ignored."""
-    if "n_covariates" in net_cfg:
-        return hydra.utils.instantiate(net_cfg, n_covariates=n_covariates)
-    if n_covariates:
-        raise ValueError(f"data.covariates selects {n_covariates} covariate features but the network "
-                         f"{net_cfg.get('_target_')} does not read covariates; choose a model that does "
-                         "(e.g. model=longitudinal) or data/covariates=none")
-    return hydra.utils.instantiate(net_cfg)
-
-
 def train_fold(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, fold: int, run: FoldRun,
-               fold_dir: Path, covariates: LesionCovariates | None = None) -> FoldResult:
-    """Train one fold (continuing from ``fold_dir/resume/last.ckpt`` when an earlier session
-    left it), predict with the best epoch's weights, record metrics, tables and checkpoint."""
+               fold_dir: Path, covariates: LesionCovariates | None = None, *, resuming: bool = False) -> FoldResult:
+    """Train one fold (when ``resuming``, continuing from ``fold_dir/resume/last.ckpt`` when an
+    earlier session left it; otherwise ``fold_dir`` must hold nothing yet), predict with the best
+    epoch's weights, record metrics, tables and checkpoint."""
+    claim_fold_folder(fold_dir, resuming)
     seed = int(cfg.seed)
     # Seeded before anything random is built, so the fold does not depend on the folds before it.
     seed_everything(seed + fold, cfg.trainer.get("deterministic"))
@@ -208,7 +242,8 @@ def train_fold(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, fold: in
         enable_progress_bar=progress_bar_wanted(cfg.trainer.get("enable_progress_bar", True)))
     # The Trainer applies its own `deterministic` setting: record the state training runs with.
     run.set_tags({"torch_deterministic": str(torch.are_deterministic_algorithms_enabled()).lower()})
-    ckpt_path = str(last_ckpt) if last_ckpt.is_file() else None
+    # Only a resumed run trusts a checkpoint in its folder (claim_fold_folder refused any other's).
+    ckpt_path = str(last_ckpt) if resuming and last_ckpt.is_file() else None
     if ckpt_path:
         log.info("fold %d: resuming from %s", fold, ckpt_path)
     with _lightning_pytree_warning_filtered():
@@ -217,6 +252,9 @@ def train_fold(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, fold: in
     if best is not None and best.best_model_path:
         _load_best_weights(module, best.best_model_path)
         run.log_file(best.best_model_path, "checkpoints")
+    # The weights that predict below, and the encoding of their covariates: the fold's part of the
+    # run's ensemble (models.ensemble), which new cohorts are predicted with.
+    save_fold_predictor(fold_dir / PREDICTOR_DIR, module.net, datamodule.covariate_encoder)
     (val_rows, val_prob), (test_rows, test_prob) = _predict(trainer, module, datamodule)
     validation = _prediction_table(patches.lesions, val_rows, val_prob, fold)
     test = _prediction_table(patches.lesions, test_rows, test_prob, fold)

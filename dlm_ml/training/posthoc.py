@@ -9,8 +9,14 @@ from dataclasses import replace
 import pandas as pd
 
 from dlm_ml.data.cohort import schema
-from dlm_ml.models.calibration import PostHocCalibration
+from dlm_ml.models.calibration import FittedCalibration, PostHocCalibration
 from dlm_ml.training.cross_validation import CrossValidationResult
+
+
+def fold_calibrations(result: CrossValidationResult, calibration: PostHocCalibration) -> dict[int, FittedCalibration]:
+    """The map of each fold, fitted on its validation lesions (``method="none"``: identity maps)."""
+    return {f.fold: calibration.fit(f.validation.prob_pcr.to_numpy(), f.validation.pcr.to_numpy(),
+                                    where=f"fold {f.fold} validation lesions") for f in result.folds}
 
 
 def calibrate_folds(result: CrossValidationResult, calibration: PostHocCalibration
@@ -19,12 +25,11 @@ def calibrate_folds(result: CrossValidationResult, calibration: PostHocCalibrati
     n_lesions, n_pcr, ...``). With ``method="none"`` the result is returned unchanged."""
     if calibration.method == "none":
         return result, pd.DataFrame(columns=["fold", "method"])
-    folds, rows = [], []
-    for f in result.folds:
-        fitted = calibration.fit(f.validation.prob_pcr.to_numpy(), f.validation.pcr.to_numpy(),
-                                 where=f"fold {f.fold} validation lesions")
-        rows.append({"fold": f.fold, **{k: v for k, v in fitted.to_dict().items() if k not in ("x", "y")}})
-        folds.append(replace(f, test=_calibrated(f.test, fitted), validation=_calibrated(f.validation, fitted)))
+    fitted = fold_calibrations(result, calibration)
+    rows = [{"fold": fold, **{k: v for k, v in m.to_dict().items() if k not in ("x", "y")}}
+            for fold, m in fitted.items()]
+    folds = [replace(f, test=_calibrated(f.test, fitted[f.fold]), validation=_calibrated(f.validation, fitted[f.fold]))
+             for f in result.folds]
     return CrossValidationResult(folds), pd.DataFrame(rows)
 
 

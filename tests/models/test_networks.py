@@ -11,9 +11,9 @@ from hydra import compose, initialize_config_dir
 
 from dlm_ml.cli.config import CONF_DIR
 from dlm_ml.data.patches import patch_voxels
+from dlm_ml.models.build import build_network
 from dlm_ml.models.module import PCRClassifier
 from dlm_ml.models.networks import densenet
-from dlm_ml.training.cross_validation import build_network
 from tests.model_options import NETWORK_OPTIONS
 
 

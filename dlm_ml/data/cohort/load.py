@@ -22,8 +22,10 @@ from dlm_ml.data.cohort.problems import Problem
 class Cohort:
     """A validated cohort: its metadata and tables, paths resolved against ``root``.
 
-    ``lesions`` holds every lesion of ``lesions.csv``; ``usable_lesions`` those with
-    an outcome, i.e. all lesions minus ``exclusions``.
+    ``lesions`` holds every lesion of ``lesions.csv``; ``labelled_lesions()`` those with
+    an outcome, i.e. all lesions minus ``exclusions``. A cohort loaded for prediction only
+    (``require_outcomes=False``) may have empty ``outcomes`` and ``readings`` (no row, the
+    required columns) and no exclusions: every lesion is predicted.
     """
 
     root: Path
@@ -79,6 +81,14 @@ def read_table(root: Path, name: str, errors: list[Problem]) -> pd.DataFrame | N
         errors.append(Problem(name, 1, "", f"missing required column(s): {', '.join(missing)}"))
         return None
     table["csv_line"] = np.arange(2, len(table) + 2)
+    return table
+
+
+def empty_table(name: str) -> pd.DataFrame:
+    """A table with no row and exactly the required columns of ``name`` (strings, as
+    :func:`read_table` reads them, plus ``csv_line``): what an absent optional table reads as."""
+    table = pd.DataFrame({c: pd.Series(dtype=object) for c in schema.REQUIRED_COLUMNS[name]})
+    table["csv_line"] = pd.Series(dtype=np.int64)
     return table
 
 

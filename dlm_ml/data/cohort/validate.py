@@ -3,6 +3,10 @@
 Each problem names the file, the line (header = line 1) and the ids involved. Lesions that
 cannot be used for a stated reason (no outcome) are *exclusions*: counted and reported,
 never dropped silently.
+
+A cohort that is only to be predicted (a new site, outcomes not yet known) is validated with
+``require_outcomes=False``: ``outcomes.csv`` and ``readings.csv`` may then be absent, and a
+lesion without outcome is predicted rather than excluded. Every other check is the same.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from dlm_ml.data.cohort import schema
-from dlm_ml.data.cohort.load import Cohort, cohort_from_tables, load_meta, read_table
+from dlm_ml.data.cohort.load import Cohort, cohort_from_tables, empty_table, load_meta, read_table
 from dlm_ml.data.cohort.problems import Problem, ValidationReport
 from dlm_ml.data.imaging.image_header import ImageHeader, read_image_header
 
@@ -159,19 +163,37 @@ def _check_images(root: Path, images: pd.DataFrame, lesions: pd.DataFrame, error
                                   f"(voxel index {tuple(round(i, 1) for i in index)}, size {size})"))
 
 
-def _exclusions_and_warnings(tables: dict[str, pd.DataFrame], report: ValidationReport) -> None:
+def _exclusions_and_warnings(tables: dict[str, pd.DataFrame], report: ValidationReport, *,
+                             require_outcomes: bool = True, absent: tuple[str, ...] = ()) -> None:
     """Lesions without outcome become exclusions; lesions without reading and patients without
-    image become warnings."""
+    image become warnings.
+
+    For prediction (``require_outcomes=False``) nothing is excluded: a lesion without outcome is
+    predicted. An ``absent`` outcomes or readings table is then said once, not per lesion."""
     patients, images, lesions, outcomes, readings = (tables[n] for n in (
         schema.PATIENTS_CSV, schema.IMAGES_CSV, schema.LESIONS_CSV, schema.OUTCOMES_CSV, schema.READINGS_CSV))
     with_outcome = set(zip(outcomes["patient_id"], outcomes["lesion_id"]))
     with_reading = set(zip(readings["patient_id"], readings["lesion_id"]))
     lesion_keys = list(zip(lesions["patient_id"], lesions["lesion_id"]))
-    exclusions = [{"patient_id": p, "lesion_id": lid, "reason": "no outcome in outcomes.csv"}
-                  for p, lid in lesion_keys if (p, lid) not in with_outcome]
-    report.exclusions = pd.DataFrame(exclusions, columns=["patient_id", "lesion_id", "reason"])
+    no_outcome = [(p, lid) for p, lid in lesion_keys if (p, lid) not in with_outcome]
+    if require_outcomes:
+        exclusions = [{"patient_id": p, "lesion_id": lid, "reason": "no outcome in outcomes.csv"}
+                      for p, lid in no_outcome]
+        report.exclusions = pd.DataFrame(exclusions, columns=["patient_id", "lesion_id", "reason"])
+    elif schema.OUTCOMES_CSV in absent:
+        report.warnings.append(Problem(schema.OUTCOMES_CSV, None, "",
+                                       "file absent: prediction only (every lesion is predicted, none has an "
+                                       "outcome to evaluate against)"))
+    elif no_outcome:
+        report.warnings.append(Problem(schema.OUTCOMES_CSV, None, "",
+                                       f"{len(no_outcome)} lesion(s) have no outcome (e.g. patient "
+                                       f"{no_outcome[0][0]}, lesion {no_outcome[0][1]}); they are predicted, "
+                                       "not excluded"))
     no_reading = [(p, lid) for p, lid in lesion_keys if (p, lid) not in with_reading]
-    if no_reading:
+    if schema.READINGS_CSV in absent:
+        report.warnings.append(Problem(schema.READINGS_CSV, None, "",
+                                       "file absent: no reader to compare the predictions with"))
+    elif no_reading:
         report.warnings.append(Problem(schema.READINGS_CSV, None, "",
                                        f"{len(no_reading)} lesion(s) have no reading (e.g. patient "
                                        f"{no_reading[0][0]}, lesion {no_reading[0][1]}); they are counted "
@@ -180,7 +202,8 @@ def _exclusions_and_warnings(tables: dict[str, pd.DataFrame], report: Validation
         report.warnings.append(Problem(schema.IMAGES_CSV, None, f"patient {p}", "patient has no image"))
 
 
-def validate_cohort(root: str | Path, *, check_images: bool = True) -> tuple[ValidationReport, Cohort | None]:
+def validate_cohort(root: str | Path, *, check_images: bool = True,
+                    require_outcomes: bool = True) -> tuple[ValidationReport, Cohort | None]:
     """Check a cohort folder; return the report and, when there is no error, the cohort.
 
     Parameters
@@ -190,6 +213,11 @@ def validate_cohort(root: str | Path, *, check_images: bool = True) -> tuple[Val
     check_images : bool
         Open every image header (existence, readability, geometry) and check that each
         lesion centre lies inside its patient's baseline CT. Costs one header read per image.
+    require_outcomes : bool
+        ``True`` (training, evaluation): ``outcomes.csv`` and ``readings.csv`` must exist and a
+        lesion without outcome is an exclusion. ``False`` (prediction): either may be absent,
+        then read as a table with no row and its required columns; when present it is checked
+        as always; no lesion is excluded for lack of an outcome (``report.exclusions`` is empty).
     """
     root = Path(root).resolve()
     report = ValidationReport(root)
@@ -198,22 +226,27 @@ def validate_cohort(root: str | Path, *, check_images: bool = True) -> tuple[Val
         errors.append(Problem(str(root), None, "", "cohort folder does not exist"))
         return report, None
     meta = load_meta(root, errors)
-    read = {name: read_table(root, name, errors) for name in schema.REQUIRED_COLUMNS}
+    optional = () if require_outcomes else (schema.OUTCOMES_CSV, schema.READINGS_CSV)
+    # Only a path that does not exist at all is "absent"; anything else there is read and judged.
+    absent = tuple(name for name in optional if not (root / name).exists())
+    read = {name: empty_table(name) if name in absent else read_table(root, name, errors)
+            for name in schema.REQUIRED_COLUMNS}
     if any(t is None for t in read.values()):
         return report, None
     tables: dict[str, pd.DataFrame] = {name: t for name, t in read.items() if t is not None}
     _check_rows(meta, tables, errors)
     if check_images:
         _check_images(root, tables[schema.IMAGES_CSV], tables[schema.LESIONS_CSV], errors)
-    _exclusions_and_warnings(tables, report)
+    _exclusions_and_warnings(tables, report, require_outcomes=require_outcomes, absent=absent)
     if errors:
         return report, None
     return report, cohort_from_tables(root, meta, tables, report.exclusions)
 
 
-def load_cohort(root: str | Path, *, check_images: bool = True) -> Cohort:
-    """Validate and load a cohort; raise :class:`CohortValidationError` listing every error."""
-    report, cohort = validate_cohort(root, check_images=check_images)
+def load_cohort(root: str | Path, *, check_images: bool = True, require_outcomes: bool = True) -> Cohort:
+    """Validate and load a cohort; raise :class:`CohortValidationError` listing every error.
+    ``require_outcomes=False`` loads a cohort for prediction (see :func:`validate_cohort`)."""
+    report, cohort = validate_cohort(root, check_images=check_images, require_outcomes=require_outcomes)
     report.raise_if_errors()
     assert cohort is not None
     return cohort

@@ -211,10 +211,11 @@ def _extract_patient(args) -> tuple[list[int], np.ndarray, np.ndarray]:
 
 
 def patch_cache_key(cohort: Cohort, config: PatchConfig, fingerprint: str | None = None,
-                    registration=None) -> str:
-    """Hash of everything the patches depend on: cohort content, every parameter, and (with a
+                    registration=None, *, all_lesions: bool = False) -> str:
+    """Hash of everything the patches depend on: cohort content, every parameter, (with a
     :class:`~dlm_ml.data.registration.RegistrationSet`) the registration settings and the
-    content hashes of the composed transforms the patches are sampled through."""
+    content hashes of the composed transforms the patches are sampled through, and which lesions
+    (``all_lesions``: every lesion of ``lesions.csv``, not only the labelled ones)."""
     payload = {
         "algorithm": PATCH_ALGORITHM_VERSION,
         "cohort": fingerprint or cohort_fingerprint(cohort.root),
@@ -225,7 +226,25 @@ def patch_cache_key(cohort: Cohort, config: PatchConfig, fingerprint: str | None
             "transforms": registration.content_hashes(),
         },
     }
+    if all_lesions:
+        # Only added when set, so the key of the labelled-only selection (recorded by earlier
+        # runs) is exactly what it always was.
+        payload["lesions"] = "all"
     return payload_digest(payload)
+
+
+def _selected_lesions(cohort: Cohort, all_lesions: bool) -> pd.DataFrame:
+    """The lesions to crop, sorted by (patient_id, lesion_id): ``patient_id, lesion_id, pcr`` and
+    the centre ``x_mm, y_mm, z_mm`` (LPS mm). Labelled lesions only (``pcr`` int), or with
+    ``all_lesions`` every lesion of ``lesions.csv`` (``pcr`` float, NaN where there is no outcome)."""
+    if all_lesions:
+        key = list(schema.LESION_KEY)
+        lesions = cohort.lesions.merge(cohort.outcomes[[*key, "pcr"]], on=key, how="left", validate="1:1")
+        lesions["pcr"] = lesions["pcr"].astype(float)
+    else:
+        lesions = cohort.labelled_lesions()
+    lesions = lesions[["patient_id", "lesion_id", "pcr", "x_mm", "y_mm", "z_mm"]]
+    return lesions.sort_values(list(schema.LESION_KEY), kind="stable").reset_index(drop=True)
 
 
 def _excluded_images(registration, lesions: pd.DataFrame, config: PatchConfig) -> pd.DataFrame:
@@ -241,11 +260,13 @@ def _excluded_images(registration, lesions: pd.DataFrame, config: PatchConfig) -
 
 
 def build_patches(cohort: Cohort, config: PatchConfig, cache_dir: str | Path, *, num_workers: int = 1,
-                  progress: bool = True, log=print, registration=None) -> PatchSet:
+                  progress: bool = True, log=print, registration=None, all_lesions: bool = False) -> PatchSet:
     """Return the cohort's patches, from the cache when its key matches, else extract and cache.
 
     Every lesion with an outcome gets a row; lesions without outcome are listed in
-    ``cohort.exclusions`` and not extracted.
+    ``cohort.exclusions`` and not extracted. With ``all_lesions`` (prediction) every lesion of
+    ``lesions.csv`` gets a row, its ``pcr`` a float, NaN where the lesion has no outcome; these
+    patches are cached under their own key.
 
     ``registration`` (a :class:`~dlm_ml.data.registration.RegistrationConfig`, or ``None`` /
     disabled to use every image in its own physical space): the images of ``config.channels``
@@ -257,8 +278,7 @@ def build_patches(cohort: Cohort, config: PatchConfig, cache_dir: str | Path, *,
     missing_channels = [m for m in config.modalities if m not in cohort.modalities]
     if missing_channels:
         raise ValueError(f"modality(ies) {missing_channels} not in cohort {cohort.root} ({cohort.modalities})")
-    lesions = cohort.labelled_lesions()[["patient_id", "lesion_id", "pcr", "x_mm", "y_mm", "z_mm"]]
-    lesions = lesions.sort_values(list(schema.LESION_KEY), kind="stable").reset_index(drop=True)
+    lesions = _selected_lesions(cohort, all_lesions)
     regs = None
     if registration is not None and registration.enabled:
         regs = register_cohort(cohort, registration, cache_dir, channels=config.channels,
@@ -268,7 +288,7 @@ def build_patches(cohort: Cohort, config: PatchConfig, cache_dir: str | Path, *,
     excluded = _excluded_images(regs, lesions, config)
     if len(excluded):
         log(f"registration: {len(excluded)} flagged image(s) excluded from the patches (exclude_flagged)")
-    key = patch_cache_key(cohort, config, registration=regs)
+    key = patch_cache_key(cohort, config, registration=regs, all_lesions=all_lesions)
     path = Path(cache_dir) / f"patches-{key}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as data:
@@ -310,6 +330,8 @@ def build_patches(cohort: Cohort, config: PatchConfig, cache_dir: str | Path, *,
                 "channels": config.channel_names(), "cohort": str(cohort.root),
                 "registration": None if regs is None else {"config": regs.config.to_dict(), **regs.summary()},
                 "excluded_images": excluded.to_dict("records")}
+    if all_lesions:
+        manifest["lesions"] = "all"
     atomic_write_json(path.with_suffix(".json"), manifest)
     return PatchSet(image, present, lesions[["patient_id", "lesion_id", "pcr"]], config.channel_names(),
                     config.spacing_mm, key, regs, excluded)

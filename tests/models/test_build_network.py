@@ -10,8 +10,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import InstantiationException
 
 from dlm_ml.cli.config import CONF_DIR
+from dlm_ml.models.build import build_network
 from dlm_ml.models.longitudinal import CovariateNet, SharedEncoderNet
-from dlm_ml.training.cross_validation import build_network
 
 
 def model_config(model: str):
