@@ -33,10 +33,12 @@ PAIRWISE_NOTE = ("Difference = AUC(model_a) − AUC(model_b) on the lesions both
 
 
 def run_predictions(client, runs: Sequence[RunSummary]) -> dict[str, pd.DataFrame]:
-    """Label (:func:`run_labels`) -> the run's checked ``predictions.csv``."""
+    """Label (:func:`run_labels`) -> the run's checked ``predictions.csv``, its lesions with an
+    outcome (a dlm-predict run on a partly labelled cohort also lists lesions without one)."""
     labels = run_labels(runs)
     with tempfile.TemporaryDirectory() as tmp:
-        return {labels[r.run_id]: read_predictions(download_predictions(client, r.run_id, tmp)) for r in runs}
+        tables = {labels[r.run_id]: read_predictions(download_predictions(client, r.run_id, tmp)) for r in runs}
+    return {label: table[table.pcr.notna()].reset_index(drop=True) for label, table in tables.items()}
 
 
 def default_pairs(runs: Sequence[RunSummary]) -> tuple[list[tuple[str, str]], list[str]]:
