@@ -14,14 +14,14 @@ from pathlib import Path
 
 import hydra
 import pandas as pd
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from dlm_ml import tracking
 from dlm_ml.cli.config import CONF_DIR
+from dlm_ml.cli.evaluation_run import evaluate_into_run
 from dlm_ml.data.cohort import load_cohort
 from dlm_ml.data.cohort.fingerprint import cohort_fingerprint
-from dlm_ml.evaluation.evaluate import evaluate, read_predictions
+from dlm_ml.evaluation.evaluate import read_predictions
 from dlm_ml.tracking.run import tracked_run
 from dlm_ml.tracking.train_runs import MODEL_NAME_TAG
 
@@ -54,7 +54,6 @@ def main(cfg: DictConfig) -> None:
     pred_path, thresholds, cohort_dir, experiment_id, source, model_name = _inputs(cfg, client)
     pred = read_predictions(pred_path)
     cohort = load_cohort(cohort_dir)
-    settings = instantiate(cfg.evaluation)
     fingerprint = cohort_fingerprint(cohort_dir)
     tags = {"dlm_ml.role": "evaluate", MODEL_NAME_TAG: model_name, "cohort_fingerprint": fingerprint,
             "cohort_dir": str(Path(cohort_dir).resolve()),
@@ -64,15 +63,10 @@ def main(cfg: DictConfig) -> None:
                   "cohort fingerprint": fingerprint, "git commit": tracking.git_state().get("git_commit", "unknown"),
                   "thresholds": "per fold, matched to each reader" if thresholds is not None else "none given",
                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        evaluation = evaluate(pred, cohort, thresholds, Path(cfg.paths.output_dir), settings=settings,
-                              header=header, model_name=model_name)
-        tracking.log_metrics(client, run_id, evaluation.metrics)
-        tracking.log_metrics(client, run_id, {f"count_{k}": v for k, v in evaluation.counts.items()})
+        evaluate_into_run(client, run_id, pred, cohort, thresholds, cfg.paths.output_dir,
+                          evaluation_cfg=cfg.evaluation, header=header, model_name=model_name)
         # The predictions evaluated, under the name dlm-train uses: dlm-compare's paired tests read them.
         tracking.log_text(client, run_id, Path(pred_path).read_text(), "predictions.csv")
-        for path in evaluation.files:
-            tracking.log_file(client, run_id, path, "evaluation")
-    print(evaluation.table_text)
     print(f"evaluation logged to MLflow run {run_id}; files in {cfg.paths.output_dir}")
 
 

@@ -19,10 +19,10 @@ import hydra
 from omegaconf import DictConfig
 
 from dlm_ml.cli.config import CONF_DIR
+from dlm_ml.cli.evaluation_run import evaluate_into_run
 from dlm_ml.cli.predict_explain import explain_lesions
 from dlm_ml.cli.predict_inputs import prediction_cohort, preprocessing_differences, run_patches
 from dlm_ml.data.cohort.fingerprint import cohort_fingerprint
-from dlm_ml.evaluation.evaluate import evaluate
 from dlm_ml.models.cohort_prediction import check_channels, ensemble_covariates, labelled_rows, predict_lesions
 from dlm_ml.models.ensemble import FoldEnsemble
 from dlm_ml.tracking import client as tracking
@@ -81,12 +81,9 @@ def predict(cfg: DictConfig) -> dict:
                       "cohort": str(cohort.root), "cohort fingerprint": fingerprint,
                       "thresholds": "none (the training readers' operating points do not transfer to another cohort)",
                       "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-            evaluation = evaluate(labelled, cohort, None, out_dir / "evaluation",
-                                  settings=hydra.utils.instantiate(cfg.evaluation), header=header,
-                                  model_name=model_name)
-            train_runs.log_evaluation(client, predict_run, evaluation)
-            outcome["evaluation"] = evaluation
-            print(evaluation.table_text)
+            outcome["evaluation"] = evaluate_into_run(client, predict_run, labelled, cohort, None,
+                                                      out_dir / "evaluation", evaluation_cfg=cfg.evaluation,
+                                                      header=header, model_name=model_name)
     print(f"{len(predictions)} lesions predicted by run {run_id}'s fold models {tags['dlm_ml.folds']}: "
           f"{out_dir / 'predictions.csv'} (MLflow run {predict_run})")
     return outcome

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from dlm_ml.data.cohort import schema
 from dlm_ml.data.patches import PatchSet
+from dlm_ml.data.patches.montage import MODALITY_UNITS
 from dlm_ml.evaluation.saliency_files import write_lesion_saliency
 from dlm_ml.models.ensemble import FoldEnsemble
 from dlm_ml.models.saliency import SaliencyExplainer
@@ -22,8 +23,7 @@ log = logging.getLogger("dlm_ml.predict")
 
 def intensity_windows(patch_config: dict) -> dict[str, str]:
     """Modality → the normalisation window patches were made with, as the montage states it."""
-    units = {"ct": "HU", "adc": "µm²/s"}
-    return {m: f"{m.upper()} {n['center']:g} ± {n['half_width']:g} {units.get(m, '')}".rstrip()
+    return {m: f"{m.upper()} {n['center']:g} ± {n['half_width']:g} {MODALITY_UNITS.get(m, '')}".rstrip()
             for m, n in patch_config["normalisation"].items()}
 
 

@@ -18,12 +18,12 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from dlm_ml.cli.config import CONF_DIR
+from dlm_ml.cli.evaluation_run import evaluate_into_run
 from dlm_ml.cli.train_inputs import is_tabular, training_inputs
 from dlm_ml.data.cohort.fingerprint import cohort_file_digests, fingerprint_from_digests
 from dlm_ml.data.folds import FOLD_LABEL_COLUMN
 from dlm_ml.data.prepare import prepare_cohort
 from dlm_ml.data.validation_design import FoldsFile
-from dlm_ml.evaluation.evaluate import evaluate
 from dlm_ml.evaluation.thresholds import reader_matched_thresholds
 from dlm_ml.models.ensemble import write_fold_ensemble
 from dlm_ml.tracking import client as tracking
@@ -58,8 +58,8 @@ def _folds(cfg: DictConfig, lesions: pd.DataFrame, cohort):
     return design, design.folds(lesions, cohort.patients, int(cfg.seed))
 
 
-def log_ensemble(cfg: DictConfig, client, run_id: str, tracker, inputs, result: CrossValidationResult, calibration,
-                 out_dir: Path, model_name: str) -> None:
+def log_ensemble(cfg: DictConfig, client, run_id: str, tracker, inputs, result: CrossValidationResult,
+                 calibrations: dict, out_dir: Path, model_name: str) -> None:
     """Assemble the folds' networks, encoders and calibration maps into the run's fold ensemble
     (``out_dir/fold_ensemble``) and log it as the run's MLflow model (registered when the store can)."""
     patches = inputs.patches
@@ -68,7 +68,7 @@ def log_ensemble(cfg: DictConfig, client, run_id: str, tracker, inputs, result: 
         net_cfg=OmegaConf.to_container(cfg.model.net, resolve=True), channel_names=patches.channel_names,
         patch_voxels=patches.image.shape[-1], spacing_mm=patches.spacing_mm,
         covariates=None if inputs.covariates is None else inputs.covariates.config,
-        calibrations=fold_calibrations(result, calibration), model_name=model_name)
+        calibrations=calibrations, model_name=model_name)
     registered = log_fold_ensemble(client, run_id, folder, tracker.model_registry_name(model_name))
     log.info("fold ensemble logged as the run's MLflow model (runs:/%s/model); registry: %s", run_id, registered)
 
@@ -125,9 +125,10 @@ def train(cfg: DictConfig) -> dict:
             else:
                 result = cross_validate(cfg, inputs.patches, folds, recorder, out_dir, inputs.covariates,
                                         resuming=resumed is not None)
+            fitted = fold_calibrations(result, calibration)  # per fold, on its validation lesions
             if not is_tabular(cfg):
-                log_ensemble(cfg, client, run_id, tracker, inputs, result, calibration, out_dir, model_name)
-            result, calibrations = calibrate_folds(result, calibration)
+                log_ensemble(cfg, client, run_id, tracker, inputs, result, fitted, out_dir, model_name)
+            result, calibrations = calibrate_folds(result, calibration, fitted)
             thresholds = fold_thresholds(result, cohort.readings)
             # the design's name of each test fold (a site for leave-one-site-out), shown per fold in the report
             predictions = result.predictions.assign(
@@ -142,12 +143,9 @@ def train(cfg: DictConfig) -> dict:
                 commit = (resumed.data.tags if resumed else code).get("git_commit", "unknown")
                 header = {**train_runs.report_header(run_id, run_name, fingerprint, commit),
                           "validation_design": design.describe(folds), "calibration": calibration.method}
-                evaluation = evaluate(predictions, cohort, thresholds, out_dir / "evaluation",
-                                      settings=hydra.utils.instantiate(cfg.evaluation), header=header,
-                                      model_name=model_name)
-                train_runs.log_evaluation(client, run_id, evaluation)
-                outcome["evaluation"] = evaluation
-                print(evaluation.table_text)
+                outcome["evaluation"] = evaluate_into_run(client, run_id, predictions, cohort, thresholds,
+                                                          out_dir / "evaluation", evaluation_cfg=cfg.evaluation,
+                                                          header=header, model_name=model_name)
         finally:
             # The whole run's time, the earlier sessions' included, also when this one is interrupted.
             elapsed = train_runs.elapsed_before(resumed) + time.time() - started

@@ -66,16 +66,14 @@ def write_fold_ensemble(out_dir: str | Path, fold_dirs: dict[int, Path], *, net_
     folds = []
     for fold, fold_dir in sorted(fold_dirs.items()):
         state = json.loads((Path(fold_dir) / ENCODER_FILE).read_text())
-        encoder = None if state is None else CovariateEncoder.from_state(state)
         target = out_dir / f"fold_{fold}" / WEIGHTS_FILE
         target.parent.mkdir(exist_ok=True)
         with atomic_path(target) as tmp:
             shutil.copyfile(Path(fold_dir) / WEIGHTS_FILE, tmp)
         calibration = calibrations.get(fold, FittedCalibration("none"))
         folds.append({"fold": int(fold), "weights": f"fold_{fold}/{WEIGHTS_FILE}",
-                      "n_covariates": 0 if encoder is None else encoder.n_features,
                       "covariate_encoder": state, "calibration": calibration.to_dict()})
-    net = build_network(without_start_weights(net_cfg), folds[0]["n_covariates"])
+    net = build_network(without_start_weights(net_cfg), _n_covariates(folds[0]["covariate_encoder"]))
     atomic_write_json(out_dir / ENSEMBLE_FILE, {
         "format": ENSEMBLE_FORMAT, "model_name": model_name, "net": without_start_weights(net_cfg),
         "channel_names": list(channel_names), "patch_voxels": int(patch_voxels), "spacing_mm": float(spacing_mm),
@@ -84,6 +82,16 @@ def write_fold_ensemble(out_dir: str | Path, fold_dirs: dict[int, Path], *, net_
                                                    "categorical": list(covariates.categorical)},
         "handles_missing_images": handles_missing_images(net), "folds": folds})
     return out_dir
+
+
+def _encoder(state: dict | None) -> CovariateEncoder | None:
+    return None if state is None else CovariateEncoder.from_state(state)
+
+
+def _n_covariates(state: dict | None) -> int:
+    """The encoded width K a fold's network reads, from its encoder state (0 without covariates)."""
+    encoder = _encoder(state)
+    return 0 if encoder is None else encoder.n_features
 
 
 @dataclass
@@ -151,14 +159,13 @@ class FoldEnsemble:
             raise ValueError(f"{path}: ensemble format {meta.get('format')!r}, this version reads {ENSEMBLE_FORMAT}")
         models = []
         for fold in meta["folds"]:
-            net = build_network(meta["net"], int(fold["n_covariates"]))
+            encoder = _encoder(fold["covariate_encoder"])
+            net = build_network(meta["net"], 0 if encoder is None else encoder.n_features)
             weights = (folder / fold["weights"]).resolve()
             if folder.resolve() not in weights.parents:
                 raise ValueError(f"{path}: fold {fold['fold']} weights path {fold['weights']!r} leaves the folder")
             net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
             net.eval()
-            state = fold["covariate_encoder"]
-            encoder = None if state is None else CovariateEncoder.from_state(state)
             models.append(FoldModel(int(fold["fold"]), net, encoder, FittedCalibration.from_dict(fold["calibration"])))
         return cls(meta, models)
 
@@ -184,8 +191,9 @@ class FoldEnsemble:
         probability over the identity and a flip of each spatial axis, before its calibration.
         """
         self.check_inputs(image, present)
-        chosen = [m for m in self.models if folds is None or m.fold in set(int(f) for f in folds)]
-        unknown = sorted(set(int(f) for f in folds or []) - set(self.folds))
+        wanted = None if folds is None else {int(f) for f in folds}
+        chosen = [m for m in self.models if wanted is None or m.fold in wanted]
+        unknown = sorted((wanted or set()) - set(self.folds))
         if unknown or not chosen:
             raise ValueError(f"fold(s) {unknown or list(folds or [])} are not among the ensemble's folds {self.folds}")
         if self.covariates and covariates is None:

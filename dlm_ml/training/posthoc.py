@@ -19,13 +19,14 @@ def fold_calibrations(result: CrossValidationResult, calibration: PostHocCalibra
                                     where=f"fold {f.fold} validation lesions") for f in result.folds}
 
 
-def calibrate_folds(result: CrossValidationResult, calibration: PostHocCalibration
-                    ) -> tuple[CrossValidationResult, pd.DataFrame]:
+def calibrate_folds(result: CrossValidationResult, calibration: PostHocCalibration,
+                    fitted: dict[int, FittedCalibration] | None = None) -> tuple[CrossValidationResult, pd.DataFrame]:
     """The calibrated result and one row per fold of fitted parameters (``fold, method,
-    n_lesions, n_pcr, ...``). With ``method="none"`` the result is returned unchanged."""
+    n_lesions, n_pcr, ...``). With ``method="none"`` the result is returned unchanged.
+    ``fitted``: the maps :func:`fold_calibrations` already fitted on ``result`` (else fitted here)."""
     if calibration.method == "none":
         return result, pd.DataFrame(columns=["fold", "method"])
-    fitted = fold_calibrations(result, calibration)
+    fitted = fold_calibrations(result, calibration) if fitted is None else fitted
     rows = [{"fold": fold, **{k: v for k, v in m.to_dict().items() if k not in ("x", "y")}}
             for fold, m in fitted.items()]
     folds = [replace(f, test=_calibrated(f.test, fitted[f.fold]), validation=_calibrated(f.validation, fitted[f.fold]))

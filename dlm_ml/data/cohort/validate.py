@@ -180,26 +180,26 @@ def _exclusions_and_warnings(tables: dict[str, pd.DataFrame], report: Validation
         exclusions = [{"patient_id": p, "lesion_id": lid, "reason": "no outcome in outcomes.csv"}
                       for p, lid in no_outcome]
         report.exclusions = pd.DataFrame(exclusions, columns=["patient_id", "lesion_id", "reason"])
-    elif schema.OUTCOMES_CSV in absent:
-        report.warnings.append(Problem(schema.OUTCOMES_CSV, None, "",
-                                       "file absent: prediction only (every lesion is predicted, none has an "
-                                       "outcome to evaluate against)"))
-    elif no_outcome:
-        report.warnings.append(Problem(schema.OUTCOMES_CSV, None, "",
-                                       f"{len(no_outcome)} lesion(s) have no outcome (e.g. patient "
-                                       f"{no_outcome[0][0]}, lesion {no_outcome[0][1]}); they are predicted, "
-                                       "not excluded"))
+    else:
+        _coverage_warning(report, schema.OUTCOMES_CSV, absent, no_outcome, "have no outcome",
+                          "prediction only (every lesion is predicted, none has an outcome to evaluate against)",
+                          "they are predicted, not excluded")
     no_reading = [(p, lid) for p, lid in lesion_keys if (p, lid) not in with_reading]
-    if schema.READINGS_CSV in absent:
-        report.warnings.append(Problem(schema.READINGS_CSV, None, "",
-                                       "file absent: no reader to compare the predictions with"))
-    elif no_reading:
-        report.warnings.append(Problem(schema.READINGS_CSV, None, "",
-                                       f"{len(no_reading)} lesion(s) have no reading (e.g. patient "
-                                       f"{no_reading[0][0]}, lesion {no_reading[0][1]}); they are counted "
-                                       "in the evaluation"))
+    _coverage_warning(report, schema.READINGS_CSV, absent, no_reading, "have no reading",
+                      "no reader to compare the predictions with", "they are counted in the evaluation")
     for p in sorted(set(patients["patient_id"].dropna()) - set(images["patient_id"])):
         report.warnings.append(Problem(schema.IMAGES_CSV, None, f"patient {p}", "patient has no image"))
+
+
+def _coverage_warning(report: ValidationReport, name: str, absent: tuple[str, ...], missing: list, lacking: str,
+                      when_absent: str, consequence: str) -> None:
+    """One warning for table ``name``: the file is absent (said once), or ``missing`` lesion keys
+    (patient, lesion) have no row in it (counted, with an example)."""
+    if name in absent:
+        report.warnings.append(Problem(name, None, "", f"file absent: {when_absent}"))
+    elif missing:
+        report.warnings.append(Problem(name, None, "", f"{len(missing)} lesion(s) {lacking} (e.g. patient "
+                                                       f"{missing[0][0]}, lesion {missing[0][1]}); {consequence}"))
 
 
 def validate_cohort(root: str | Path, *, check_images: bool = True,
