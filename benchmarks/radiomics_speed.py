@@ -1,7 +1,7 @@
 """Seconds per lesion (and per image) of the radiomics features, cold and cached.
 
 Reads the first ``--n-lesions`` labelled lesions of a cohort folder (default: the default
-synthetic cohort ``outputs/data/synthetic_default`` when it exists, else a ``tiny`` synthetic
+synthetic cohort ``outputs/data/synthetic_default_n100_seed42`` when it exists, else a ``tiny`` synthetic
 cohort written under ``--work-dir``) and extracts their features twice into a fresh cache: the
 first run computes them (cold), the second reads the cache. Images are used in their own
 physical space (no registration: this measures the features, not the registration).
@@ -20,9 +20,10 @@ from pathlib import Path
 
 from dlm_ml.data.cohort import load_cohort
 from dlm_ml.data.radiomics import RadiomicsConfig, radiomics_features
-from dlm_ml.data.synthetic import generate_cohort, make_config
+from dlm_ml.data.synthetic import cohort_folder_name, generate_cohort, make_config
 
-DEFAULT_COHORT = Path("outputs/data/synthetic_default")
+# the demo's cohort (dlm-train's default data.cohort_dir at seed 42)
+DEFAULT_COHORT = Path("outputs/data") / cohort_folder_name("default", None, 42)
 
 
 def main() -> None:
@@ -38,10 +39,11 @@ def main() -> None:
 
     cohort_dir = args.cohort or DEFAULT_COHORT
     if args.cohort is None and not DEFAULT_COHORT.is_dir():
-        cohort_dir = args.work_dir / "synthetic_tiny"
+        tiny = make_config("tiny")
+        cohort_dir = args.work_dir / cohort_folder_name(tiny.preset, tiny.n_patients, tiny.seed)
         if not cohort_dir.is_dir():
             print(f"writing a tiny synthetic cohort to {cohort_dir}")
-            generate_cohort(cohort_dir, make_config("tiny"), progress=False)
+            generate_cohort(cohort_dir, tiny, progress=False)
     cohort = load_cohort(cohort_dir)
     lesions = cohort.labelled_lesions().head(args.n_lesions)
     config = RadiomicsConfig(spacing_mm=args.spacing_mm, ring_mm=args.ring_mm, morphology=args.morphology)

@@ -30,39 +30,9 @@ import numpy as np
 import pandas as pd
 
 from dlm_ml.data.cohort import load_cohort, schema
-from dlm_ml.data.registration import RegistrationConfig, read_transform, register_cohort
+from dlm_ml.data.registration import RegistrationConfig, register_cohort
+from dlm_ml.data.registration.accuracy import tre_table
 from dlm_ml.data.synthetic import generate_cohort, make_config, preset_names
-
-
-def _positions(root: Path) -> dict:
-    lp = pd.read_csv(root / schema.TRUTH_DIR / "lesion_positions.csv", dtype={"patient_id": str, "lesion_id": str})
-    return {k: g.set_index("lesion_id")[["x_mm", "y_mm", "z_mm"]].astype(float)
-            for k, g in lp.groupby(["patient_id", "timepoint", "modality"])}
-
-
-def tre_table(cohort, regs) -> pd.DataFrame:
-    """One row per (image, lesion): TRE before / after, for the composed and direct registrations."""
-    truth = _positions(cohort.root)
-    rows = []
-    for r in regs.table.itertuples():
-        pid = r.patient_id
-        q = truth[(pid, schema.REFERENCE_TIMEPOINT, schema.REFERENCE_MODALITY)]
-        p = truth[(pid, r.timepoint, r.modality)]
-        composed = read_transform(r.transform_path)
-        fixed_tp, fixed_mod = r.fixed.split("/")
-        f = truth[(pid, fixed_tp, fixed_mod)]
-        direct = read_transform(r.pair_transform_path)
-        for lid in p.index:
-            qb, pt, fp = q.loc[lid].to_numpy(), p.loc[lid].to_numpy(), f.loc[lid].to_numpy()
-            rows.append({
-                "patient_id": pid, "lesion_id": lid, "timepoint": r.timepoint, "modality": r.modality,
-                "fixed": r.fixed, "flagged": r.flagged,
-                "composed_before": float(np.linalg.norm(qb - pt)),
-                "composed_after": float(np.linalg.norm(np.array(composed.TransformPoint(tuple(qb))) - pt)),
-                "direct_before": float(np.linalg.norm(fp - pt)),
-                "direct_after": float(np.linalg.norm(np.array(direct.TransformPoint(tuple(fp))) - pt)),
-            })
-    return pd.DataFrame(rows)
 
 
 def _dist(values: pd.Series) -> str:
@@ -97,6 +67,12 @@ def report(tre: pd.DataFrame, regs, elapsed: float, workers: int) -> str:
                  f"{per_patient.median():.1f} s, max {per_patient.max():.1f} s")
     lines.append(f"  cohort: {len(per_patient)} patients in {elapsed:.0f} s wall with {workers} worker(s) "
                  f"({elapsed / max(len(per_patient), 1):.1f} s per patient)")
+    ct = t[t.modality == "ct"]["lesion_correlation"].dropna()
+    if len(ct):
+        # the CT -> CT check around the lesions: its margin over failure.ct_lesion_correlation_min
+        lines.append(f"lesion-region correlation, CT -> baseline CT: min {ct.min():.3f}, 5th percentile "
+                     f"{ct.quantile(0.05):.3f}, median {ct.median():.3f} (n {len(ct)}; flagged below "
+                     f"{regs.config.failure.ct_lesion_correlation_min:g})")
     s = regs.summary()
     lines.append(f"flagged: {s['n_flagged']} of {s['n_images']} registrations")
     lines += [f"  {line.strip()}" for line in regs.summary_text().splitlines()[1:]]

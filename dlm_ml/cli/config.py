@@ -17,9 +17,9 @@ Resolvers:
     cluster array job) would otherwise share one and continue each other's folds. Stable within
     a process, and cached in the config it is resolved in, so the jobs of a joblib sweep (other
     processes, handed the launcher's config) resolve the sweep's folder as it did.
-``dlm_synthetic_preset``
-    checks a synthetic preset name where it is used in a path: an unquoted ``null`` on the
-    command line is no value, not the preset named null.
+``dlm_synthetic_cohort``
+    the folder name of the synthetic cohort of a preset, patient count (null: the preset's) and
+    seed, ``synthetic_<preset>_n<N>_seed<S>``; an unquoted ``null`` preset is the preset named null.
 ``dlm_config_groups``, ``dlm_command_summary``
     the config groups a command takes (those its primary config names in its defaults list,
     with their nested groups) and their options, and the primary config's leading comment,
@@ -37,7 +37,7 @@ from omegaconf import OmegaConf
 
 import dlm_ml
 from dlm_ml.data.patches import patch_voxels
-from dlm_ml.data.synthetic import preset_names
+from dlm_ml.data.synthetic import cohort_folder_name
 
 CONF_DIR = Path(dlm_ml.__file__).resolve().parent / "conf"
 
@@ -63,14 +63,11 @@ def _unique() -> str:
     return _run_suffix[pid]
 
 
-def _synthetic_preset(name) -> str:
-    if name is None:
-        raise ValueError("data.synthetic.preset is null (no value). On the command line an unquoted null means "
-                         "no value: to choose the preset named null, quote it, data.synthetic.preset=\"'null'\", "
-                         "or use experiment=null_effect")
-    if str(name) not in preset_names():
-        raise ValueError(f"data.synthetic.preset: unknown preset {name!r}; presets: {', '.join(preset_names())}")
-    return str(name)
+def _synthetic_cohort(preset, n_patients, seed) -> str:
+    try:
+        return cohort_folder_name(preset, n_patients, seed)
+    except KeyError as err:  # OmegaConf shows a KeyError's message quoted; say it plainly
+        raise ValueError(f"data.synthetic.preset: {err.args[0]}") from None
 
 
 def _defaults_groups(config_name: str) -> list[str]:
@@ -116,7 +113,7 @@ def _command_summary(config_name: str) -> str:
 
 
 for _name, _resolver in (("dlm_channels", _channels), ("dlm_patch_voxels", patch_voxels), ("dlm_cwd", _cwd),
-                         ("dlm_synthetic_preset", _synthetic_preset), ("dlm_config_groups", _config_groups_text),
+                         ("dlm_synthetic_cohort", _synthetic_cohort), ("dlm_config_groups", _config_groups_text),
                          ("dlm_command_summary", _command_summary)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _resolver)

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from dlm_ml import tracking
 from dlm_ml.cli.config import CONF_DIR
+from dlm_ml.cli.errors import command_errors
 from dlm_ml.cli.evaluation_run import evaluate_into_run
 from dlm_ml.data.cohort import load_cohort
 from dlm_ml.data.cohort.fingerprint import cohort_fingerprint
@@ -48,8 +49,8 @@ def _inputs(cfg: DictConfig, client):
     raise SystemExit("dlm-evaluate needs run_id=<MLflow run> or predictions=<csv> cohort_dir=<cohort folder>")
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
-def main(cfg: DictConfig) -> None:
+def evaluate(cfg: DictConfig) -> None:
+    """Evaluate the predictions ``cfg`` names against its cohort's readers, into a new MLflow run."""
     client = tracking.open_client(cfg.logger.tracking_uri)
     pred_path, thresholds, cohort_dir, experiment_id, source, model_name = _inputs(cfg, client)
     pred = read_predictions(pred_path)
@@ -68,6 +69,12 @@ def main(cfg: DictConfig) -> None:
         # The predictions evaluated, under the name dlm-train uses: dlm-compare's paired tests read them.
         tracking.log_text(client, run_id, Path(pred_path).read_text(), "predictions.csv")
     print(f"evaluation logged to MLflow run {run_id}; files in {cfg.paths.output_dir}")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    with command_errors("dlm-evaluate"):
+        evaluate(cfg)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import hydra
 from omegaconf import DictConfig
 
 from dlm_ml.cli.config import CONF_DIR
+from dlm_ml.cli.errors import command_errors
 from dlm_ml.cli.evaluation_run import evaluate_into_run
 from dlm_ml.cli.predict_explain import explain_lesions
 from dlm_ml.cli.predict_inputs import prediction_cohort, preprocessing_differences, run_patches
@@ -91,10 +92,8 @@ def predict(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
 def main(cfg: DictConfig) -> None:
-    try:
+    with command_errors("dlm-predict", refused=(ValueError,)):  # refused input: the reason, not a traceback
         predict(cfg)
-    except ValueError as err:  # refused input: the reason, not a traceback
-        raise SystemExit(f"dlm-predict: {err}") from None
 
 
 if __name__ == "__main__":

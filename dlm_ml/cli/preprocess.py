@@ -14,6 +14,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from dlm_ml.cli.config import CONF_DIR
+from dlm_ml.cli.errors import command_errors
 from dlm_ml.data.patches import PatchSet, build_patches
 from dlm_ml.data.patches.export import export_patches
 from dlm_ml.data.prepare import prepare_cohort
@@ -21,15 +22,25 @@ from dlm_ml.data.registration.qa import write_registration_qa
 from dlm_ml.utils.atomic import atomic_write_csv
 
 
-def _log_to_mlflow(cfg: DictConfig, patches: PatchSet, registration_csv: Path | None, qa_dir: Path | None) -> str:
-    """Log the preprocessing run (data config, registration summary, table, QA pictures); returns the run id."""
+def _open_tracking(cfg: DictConfig):
+    """The configured logger's MLflow client, or ``None`` without a logger. An unreachable server
+    stops the command here, before any registration or patch work."""
+    if cfg.get("logger") is None or not cfg.logger.get("tracking_uri"):
+        return None
     # MLflow costs ~5 s of start-up (measured: 8.2 s vs 3.2 s to import this command's modules), paid
     # only when a logger is configured, not by --help or by the default logger-less run.
+    from dlm_ml import tracking  # noqa: PLC0415
+    return tracking.open_client(cfg.logger.tracking_uri)
+
+
+def _log_to_mlflow(cfg: DictConfig, client, patches: PatchSet, registration_csv: Path | None,
+                   qa_dir: Path | None) -> str:
+    """Log the preprocessing run (data config, registration summary, table, QA pictures); returns the run id."""
+    # Deferred with the MLflow import (see _open_tracking): only a run with a logger gets here.
     from dlm_ml import tracking  # noqa: PLC0415
     from dlm_ml.tracking.provenance import git_state  # noqa: PLC0415
     from dlm_ml.tracking.run import tracked_run  # noqa: PLC0415
 
-    client = tracking.open_client(cfg.logger.tracking_uri)
     experiment_id = tracking.get_experiment_id(client, cfg.logger.experiment_name, cfg.logger.get("artifact_location"))
     with tracked_run(client, experiment_id, run_name=cfg.logger.get("run_name") or cfg.task_name,
                      tags={"dlm_ml.role": "preprocess"}) as run_id:
@@ -50,6 +61,7 @@ def _log_to_mlflow(cfg: DictConfig, patches: PatchSet, registration_csv: Path | 
 
 
 def preprocess(cfg: DictConfig) -> PatchSet:
+    client = _open_tracking(cfg)  # an unreachable tracking server stops us here, before any work
     config = hydra.utils.instantiate(cfg.data.patches)  # refuses post-decision timepoints
     registration = hydra.utils.instantiate(cfg.data.registration)
     cohort, report = prepare_cohort(cfg.data)
@@ -73,15 +85,16 @@ def preprocess(cfg: DictConfig) -> PatchSet:
     if cfg.export:
         n = export_patches(cohort, patches, config, cfg.export_dir)
         print(f"exported {n} files to {cfg.export_dir}")
-    if cfg.get("logger") is not None and cfg.logger.get("tracking_uri"):
-        run_id = _log_to_mlflow(cfg, patches, registration_csv, qa_dir)
+    if client is not None:
+        run_id = _log_to_mlflow(cfg, client, patches, registration_csv, qa_dir)
         print(f"logged to MLflow run {run_id} ({cfg.logger.tracking_uri})")
     return patches
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="preprocess")
 def main(cfg: DictConfig) -> None:
-    preprocess(cfg)
+    with command_errors("dlm-preprocess"):
+        preprocess(cfg)
 
 
 if __name__ == "__main__":

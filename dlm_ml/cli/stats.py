@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from dlm_ml.stats import tables
 from dlm_ml.stats.agreement import InferredCategoriesWarning
+from dlm_ml.stats.clustered import CLUSTERED_AUC_CI_METHODS, DEFAULT_CLUSTERED_AUC_CI
 from dlm_ml.stats.mrmc import COV_METHODS
 from dlm_ml.stats.tables import TableError, read_table
 
@@ -26,9 +27,13 @@ def _mrmc(a: argparse.Namespace) -> tables.TableResult:
 
 
 def _delong(a: argparse.Namespace) -> tables.TableResult:
+    if a.ci_method and not a.cluster_col:
+        raise TableError("--ci-method chooses the interval of the clustered AUCs and needs --cluster-col; "
+                         "without it each AUC has DeLong's Wald interval (as R's pROC)")
     df = read_table(a.file, [a.cluster_col] if a.cluster_col else [])
     return tables.delong_table(df, a.file, truth=a.truth_col, score_a=a.score_a, score_b=a.score_b,
-                               cluster=a.cluster_col, positive=a.positive, alternative=a.alternative, alpha=a.alpha)
+                               cluster=a.cluster_col, positive=a.positive, alternative=a.alternative, alpha=a.alpha,
+                               ci_method=a.ci_method or DEFAULT_CLUSTERED_AUC_CI)
 
 
 def _dca(a: argparse.Namespace) -> tables.TableResult:
@@ -118,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster-col", default=None)
     p.add_argument("--alternative", choices=("two-sided", "greater", "less"), default="two-sided",
                    help='"greater": AUC(a) > AUC(b)')
+    p.add_argument("--ci-method", choices=tuple(CLUSTERED_AUC_CI_METHODS), default=None,
+                   help=f"interval of each AUC with --cluster-col (default {DEFAULT_CLUSTERED_AUC_CI}: "
+                        f"{CLUSTERED_AUC_CI_METHODS[DEFAULT_CLUSTERED_AUC_CI]}; normal: Obuchowski's Wald)")
 
     p = command("dca", _dca, "decision curves (net benefit)", "Net benefit of each score against treat all / "
                 "treat none.", "DATA.csv", alpha=False)

@@ -18,6 +18,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from dlm_ml.cli.config import CONF_DIR
+from dlm_ml.cli.errors import command_errors
 from dlm_ml.cli.evaluation_run import evaluate_into_run
 from dlm_ml.cli.train_inputs import is_tabular, training_inputs
 from dlm_ml.data.cohort.fingerprint import cohort_file_digests, fingerprint_from_digests
@@ -107,8 +108,10 @@ def train(cfg: DictConfig) -> dict:
         "dlm_ml.role": "train", MODEL_NAME_TAG: model_name, train_runs.CONFIG_DIGEST_TAG: digest,
         **train_runs.sweep_tags(),
         **({"dlm_ml.reproduces": str(cfg.reproduce_of)} if cfg.get("reproduce_of") else {})}
-    with tracked_run(client, tracker.experiment_id, run_name=run_name, tags=tags,
-                     run_id=resumed.info.run_id if resumed else None) as run_id:
+    # Held while this process runs the run: resume refuses a run another live process holds.
+    with train_runs.holding_run_folder(out_dir), tracked_run(
+            client, tracker.experiment_id, run_name=run_name, tags=tags,
+            run_id=resumed.info.run_id if resumed else None) as run_id:
         try:
             if resumed:
                 log.info("resuming MLflow run %s in %s", run_id, out_dir)
@@ -158,7 +161,8 @@ def train(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     os.environ.setdefault("PYTHONHASHSEED", str(cfg.seed))
-    evaluation = train(cfg).get("evaluation")
+    with command_errors("dlm-train"):
+        evaluation = train(cfg).get("evaluation")
     return None if evaluation is None else evaluation.metrics.get("model_auc")
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from dlm_ml.evaluation.document import Document
 from dlm_ml.evaluation.sections import MODEL
+from dlm_ml.stats import describe_clustered_auc_ci
 from dlm_ml.utils.formatting import fmt_ci, fmt_p, p_text
 from dlm_ml.utils.formatting import fmt_number as fmt
 
@@ -81,6 +82,13 @@ def _prop(p: dict) -> str:
     return f"{fmt(p['estimate'])} ({p['successes']}/{p['n']}; {fmt(p['ci_low'])} to {fmt(p['ci_high'])})"
 
 
+def clustered_interval_text(results: list[dict]) -> str:
+    """Which interval the Obuchowski AUC columns show, e.g. ``logit-scale Wald, t quantile with
+    patients - 1 df``; results written before the choice existed hold the Wald interval."""
+    methods = dict.fromkeys(r.get("ci_method", "normal") for r in results if r.get("available"))
+    return "; ".join(describe_clustered_auc_ci(m) for m in methods) or "none available"
+
+
 def render_counts(doc: Document, counts: dict):
     doc.heading(2, "Lesions evaluated and left out")
     doc.para("Nothing is dropped silently: lesions without an outcome, without a prediction or without a "
@@ -93,7 +101,8 @@ def render_discrimination(doc: Document, rows: list[dict], level: str, roc: str 
     doc.para(f"AUC of P(pCR) (model) and of the ordinal confidence score (readers), each on the lesions it "
              f"has. {level} intervals: DeLong treats lesions as independent; Obuchowski's clustered "
              "variance and the patient bootstrap treat the patient as the unit of independence. Design "
-             "effect = (clustered SE / DeLong SE)².")
+             "effect = (clustered SE / DeLong SE)². Obuchowski CI: "
+             f"{clustered_interval_text([r['obuchowski'] for r in rows])}.")
     table = []
     for r in rows:
         ob = r["obuchowski"]
@@ -341,14 +350,16 @@ def render_folds(doc: Document, f: dict, level: str):
     """The per-fold table: each test fold, then the pooled out-of-fold row, then the spread."""
     doc.heading(2, "9. Each test fold beside the pooled result")
     rows, pooled, spread = f["folds"], f.get("pooled"), f["spread"]
+    interval = clustered_interval_text([r["obuchowski"] for r in rows + [pooled] if r and r.get("available")])
     if pooled is None:
-        doc.para("One test fold (an external validation): its figures are the pooled result.")
+        doc.para("One test fold (an external validation): its figures are the pooled result. AUC interval: "
+                 f"Obuchowski (patients as clusters; {interval}), {level}.")
     else:
         doc.para("Each fold's lesions are predicted by the model trained without them. The pooled row ranks "
                  "lesions of all folds together, each predicted by its own fold's model: when the fold models "
                  "are scaled differently the pooled AUC can fall below every per-fold AUC, and pooled "
                  "calibration can hide folds that over- and under-predict. AUC intervals: Obuchowski "
-                 f"(patients as clusters), {level}; calibration intercept and slope as in section 6 "
+                 f"(patients as clusters; {interval}), {level}; calibration intercept and slope as in section 6 "
                  f"(Wald {level}).")
     table = []
     for r in rows + ([pooled] if pooled is not None else []):

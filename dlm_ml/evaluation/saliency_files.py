@@ -34,20 +34,11 @@ from dlm_ml.data.patches.export import central_slice_z_mm  # noqa: E402
 from dlm_ml.data.patches.montage import outcome_text  # noqa: E402
 from dlm_ml.models.saliency import METHODS, LesionSaliency  # noqa: E402
 from dlm_ml.utils.figures import save_figure  # noqa: E402
+from dlm_ml.utils.paths import safe_component  # noqa: E402
 
 #: Column headings of the montage and the colour bar labels, per method.
 METHOD_LABELS = {"gradcam": ("Grad-CAM", "Grad-CAM toward pCR (0-1)"),
                  "occlusion": ("occlusion", "drop in P(pCR) when hidden (red: supports pCR)")}
-
-
-def safe_component(value, what: str) -> str:
-    """``value`` as a file-name component that cannot leave its folder; ValueError naming it
-    otherwise (empty, ``.``, holding ``..``, ``/``, ``\\`` or NUL)."""
-    text = str(value)
-    if not text or text == "." or ".." in text or any(ch in text for ch in ("/", "\\", "\0")):
-        raise ValueError(f"{what} {value!r} is not a plain file-name component (empty, '.', or holding '..', "
-                         "'/', '\\' or NUL): refusing to write outside the output folder")
-    return text
 
 
 def _grid_image(array: np.ndarray, grid: sitk.Image) -> sitk.Image:

@@ -19,7 +19,7 @@ import pandas as pd
 from ._output import fmt_num, fmt_p, text_table, to_plain
 from ._table_columns import TableError, _no_missing, _require, _scores, _truth, parse_threshold_grid, read_table
 from .agreement import cohen_kappa, fleiss_kappa
-from .clustered import clustered_auc, clustered_auc_difference
+from .clustered import DEFAULT_CLUSTERED_AUC_CI, clustered_auc, clustered_auc_difference, describe_clustered_auc_ci
 from .decision import decision_curve
 from .mrmc import mrmc
 from .roc import delong_auc_ci, delong_test
@@ -57,8 +57,11 @@ def mrmc_table(df: pd.DataFrame, where: str, *, reader: str, test: str, case: st
 
 def delong_table(df: pd.DataFrame, where: str, *, truth: str, score_a: str, score_b: str,
                  cluster: str | None = None, positive: str | None = None, alternative: str = "two-sided",
-                 alpha: float = 0.05) -> TableResult:
-    """Paired comparison of two AUCs: DeLong, or Obuchowski's clustered test with ``cluster``."""
+                 alpha: float = 0.05, ci_method: str = DEFAULT_CLUSTERED_AUC_CI) -> TableResult:
+    """Paired comparison of two AUCs: DeLong, or Obuchowski's clustered test with ``cluster``.
+
+    ``ci_method`` chooses the interval of each AUC with ``cluster`` (see
+    :func:`dlm_ml.stats.clustered_auc`); the text names the interval shown."""
     _require(df, where, [truth, score_a, score_b, cluster])
     t = _truth(df, where, truth, positive)
     a, b = _scores(df, where, score_a), _scores(df, where, score_b)
@@ -67,12 +70,14 @@ def delong_table(df: pd.DataFrame, where: str, *, truth: str, score_a: str, scor
             _no_missing(df, where, [cluster])
             cl = df[cluster].to_numpy()
             test = clustered_auc_difference(t, a, b, cl, alternative=alternative, alpha=alpha)
-            single = [clustered_auc(t, s, cl, alpha=alpha) for s in (a, b)]
+            single = [clustered_auc(t, s, cl, alpha=alpha, ci_method=ci_method) for s in (a, b)]
             method = f"Obuchowski (1997) clustered covariance, {test.n_clusters} clusters ('{cluster}')"
+            auc_interval = single[0].ci_description
         else:
             test = delong_test(t, a, b, alternative=alternative, alpha=alpha)
             single = [delong_auc_ci(t, s, alpha=alpha) for s in (a, b)]
             method = "DeLong (1988) paired covariance"
+            auc_interval = describe_clustered_auc_ci("normal")
     except ValueError as exc:
         raise TableError(f"{where}: {exc}") from None
     pct = f"{100 * (1 - alpha):g}%"
@@ -82,6 +87,7 @@ def delong_table(df: pd.DataFrame, where: str, *, truth: str, score_a: str, scor
         f"Paired comparison of AUCs: {score_a} vs {score_b}",
         f"Cases: {test.n_pos} positive, {test.n_neg} negative; truth column '{truth}'",
         f"Variance: {method}",
+        f"AUC intervals: {auc_interval}; difference: Wald, normal quantile",
         "",
         text_table(["score", "AUC", "SE", f"{pct} CI low", "high"], rows),
         "",
@@ -89,7 +95,8 @@ def delong_table(df: pd.DataFrame, where: str, *, truth: str, score_a: str, scor
                    [[f"{score_a} - {score_b}", fmt_num(test.diff), fmt_num(test.se), fmt_num(test.z, ".4f"),
                      fmt_p(test.p_value), fmt_num(test.ci_low), fmt_num(test.ci_high)]]),
     ]) + "\n"
-    return TableResult({"test": test, "aucs": {score_a: single[0], score_b: single[1]}, "method": method}, text)
+    return TableResult({"test": test, "aucs": {score_a: single[0], score_b: single[1]}, "method": method,
+                        "auc_interval": auc_interval}, text)
 
 
 def dca_table(df: pd.DataFrame, where: str, *, truth: str, scores: Sequence[str], thresholds,

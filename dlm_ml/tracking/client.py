@@ -7,12 +7,16 @@ Only pseudonymous cohort ids ever reach the store.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
@@ -21,10 +25,20 @@ from mlflow.tracking import MlflowClient
 
 from dlm_ml.utils.signals import interrupts_deferred
 
-__all__ = ["PARENT_TAG", "TrackingUnavailableError", "check_reachable", "download_artifact", "flatten",
-           "get_experiment_id", "log_file", "log_metrics", "log_params", "log_text", "open_client", "set_tags"]
+__all__ = ["HTTP_FAIL_FAST", "PARENT_TAG", "TrackingUnavailableError", "check_reachable", "download_artifact",
+           "flatten", "get_experiment_id", "log_file", "log_metrics", "log_params", "log_text", "open_client",
+           "server_gone", "set_tags"]
 
 PARENT_TAG = "mlflow.parentRunId"
+
+#: MLflow's HTTP request settings for this process, so that every call to a tracking server
+#: that died or hangs fails within about 50 s (3 attempts of at most 15 s, 0 + 2-3 s of back-off)
+#: instead of MLflow's default of minutes per call (7 retries, back-off factor 2, 120 s timeout):
+#: a run then ends with :class:`TrackingUnavailableError` rather than appearing to hang. MLflow
+#: reads them at each request; a value already set in the environment is kept, so a user who
+#: needs more patience (a rate-limited server) sets them there.
+HTTP_FAIL_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
 
 
 class TrackingUnavailableError(RuntimeError):
@@ -46,6 +60,16 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
             "logger.tracking_uri to a reachable server or a local sqlite:/// store") from err
 
 
+def server_gone(tracking_uri: str, timeout_s: float = 5.0) -> TrackingUnavailableError | None:
+    """After an MLflow call failed: the error naming ``tracking_uri`` when it is an HTTP server
+    that no longer answers, else ``None`` (the failure had another cause)."""
+    try:
+        check_reachable(tracking_uri, timeout_s)
+    except TrackingUnavailableError as err:
+        return err
+    return None
+
+
 def get_experiment_id(client: MlflowClient, name: str, artifact_location: str | None = None) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
@@ -64,10 +88,36 @@ def get_experiment_id(client: MlflowClient, name: str, artifact_location: str | 
 
 
 def open_client(tracking_uri: str) -> MlflowClient:
+    """A client of ``tracking_uri``: an HTTP server must answer now (fails fast, before any work)
+    and its later calls fail fast too (:data:`HTTP_FAIL_FAST`); a SQLite store is created (or
+    migrated) here, by one process at a time."""
     if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        database = Path(tracking_uri[len("sqlite:///"):])
+        database.parent.mkdir(parents=True, exist_ok=True)
+        with _store_creation_lock(database):
+            client = MlflowClient(tracking_uri=tracking_uri)
+            client.search_experiments(max_results=1)  # builds the store: schema, migrations, default experiment
+        return client
+    if tracking_uri.startswith(("http://", "https://")):
+        for name, value in HTTP_FAIL_FAST.items():
+            os.environ.setdefault(name, value)
     check_reachable(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri)
+
+
+@contextmanager
+def _store_creation_lock(database: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<database>.lock`` (the file stays). MLflow creates and migrates
+    a fresh SQLite store without a transaction around the whole: two processes opening the same
+    new store at once (parallel sweep jobs, two commands started together) both run the schema
+    migration and one fails (alembic "expected to match one row", "duplicate column name"). The
+    store is built once per process, so only its first opening waits."""
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def flatten(mapping: dict, prefix: str = "") -> dict[str, str]:

@@ -3,6 +3,7 @@ command hands to the fold loop."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,11 +20,22 @@ from dlm_ml.utils.signals import interrupts_deferred
 _ID_DTYPES = {"patient_id": str, "lesion_id": str, "reader_id": str}
 
 
+#: Fold-run tag set once everything the fold records (tables, files, metrics) is logged, just
+#: before the run is marked FINISHED: only a fold run carrying it is reused by a resumed run.
+FOLD_RECORDED_TAG = "dlm_ml.fold_recorded"
+
+log = logging.getLogger("dlm_ml.tracking")
+
+
 class DeferringMLFlowLogger(MLFlowLogger):
     """Lightning's MLflow logger with every write held together against SIGTERM
     (:func:`dlm_ml.utils.signals.interrupts_deferred`), as this package's own writes are: a job
     stopped at an epoch end would otherwise often be interrupted inside the epoch's metric
-    commit, and a tracking store left mid-transaction cannot then mark the run FAILED."""
+    commit, and a tracking store left mid-transaction cannot then mark the run FAILED.
+
+    It never ends the run: Lightning finalizes its logger when ``fit`` (and ``predict``)
+    returns, which would mark the fold's run FINISHED before the fold's predictions are logged.
+    The fold's run is closed by :meth:`MlflowFoldRecorder.open_fold` alone."""
 
     def log_metrics(self, metrics, step=None) -> None:
         with interrupts_deferred():
@@ -34,8 +46,8 @@ class DeferringMLFlowLogger(MLFlowLogger):
             super().log_hyperparams(params)
 
     def finalize(self, status: str = "success") -> None:
-        with interrupts_deferred():
-            super().finalize(status)
+        """Leaves the run's status alone (see the class); nothing else of Lightning's finalize
+        applies (no checkpoints are logged as models)."""
 
 
 class MlflowFoldRun:
@@ -84,8 +96,16 @@ class MlflowFoldRecorder:
         return self._children
 
     def finished_tables(self, fold: int) -> dict[str, pd.DataFrame] | None:
+        """The stored tables of ``fold`` when its run finished with everything recorded; ``None``
+        when the fold has to be trained (again): no run, a run that did not finish, or a
+        FINISHED run without :data:`FOLD_RECORDED_TAG` (one that a stop at the wrong moment,
+        or an older version, left without its predictions)."""
         child = self.children().get(fold)
         if child is None or child.info.status != "FINISHED":
+            return None
+        if child.data.tags.get(FOLD_RECORDED_TAG) != "true":
+            log.warning("fold %d: its run %s is FINISHED but was not completely recorded (no %s tag); the fold "
+                        "is continued, not reused", fold, child.info.run_id, FOLD_RECORDED_TAG)
             return None
         client = self.tracker.client
         names = [a.path for a in client.list_artifacts(child.info.run_id) if a.path.endswith(".csv")]
@@ -98,4 +118,8 @@ class MlflowFoldRecorder:
         tags = {PARENT_TAG: self.parent_id, "dlm_ml.role": "fold", "fold": str(fold)}
         with tracked_run(self.tracker.client, self.tracker.experiment_id, run_name=f"fold-{fold}", tags=tags,
                          run_id=existing.info.run_id if existing is not None else None) as run_id:
+            if existing is not None and existing.data.tags.get(FOLD_RECORDED_TAG):
+                set_tags(self.tracker.client, run_id, {FOLD_RECORDED_TAG: "false"})
             yield MlflowFoldRun(self.tracker, run_id)
+            # The fold's last write: it finished and everything it records is in the store.
+            set_tags(self.tracker.client, run_id, {FOLD_RECORDED_TAG: "true"})

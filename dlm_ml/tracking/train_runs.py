@@ -4,6 +4,13 @@ logging what the run was trained on (folds, cohort validation, registration)."""
 from __future__ import annotations
 
 import datetime
+import errno
+import fcntl
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +27,17 @@ from dlm_ml.utils.hashing import payload_digest
 
 CONFIG_DIGEST_TAG = "dlm_ml.config_sha256"
 _MAX_RUN_NAME = 250
+#: In a run's output folder: locked by the process running (or resuming) the run for as long as it
+#: runs (:func:`holding_run_folder`); it says which process that is.
+RUN_LOCK_FILE = "run.lock"
+#: ``errno`` values of a file system that offers no locks: the run goes on, unguarded, with a warning.
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
+
+log = logging.getLogger("dlm_ml.tracking")
+
+
+class RunHeldElsewhere(RuntimeError):
+    """The run is still running in another live process (this host or another node)."""
 
 
 def config_digest(resolved: dict) -> str:
@@ -68,7 +86,9 @@ def sweep_tags() -> dict[str, str]:
 
 def find_resumable(tracker: MlflowTracker, resume, digest: str) -> Run:
     """The parent run to continue: the run id ``resume`` names, or (``resume=true``) the latest
-    unfinished run of this configuration. A run of another configuration is refused."""
+    unfinished run of this configuration. A run of another configuration is refused, and so is a
+    run that another live process still runs (:class:`RunHeldElsewhere`, see
+    :func:`holding_run_folder`)."""
     client = tracker.client
     if isinstance(resume, str) and resume.lower() not in ("true", "false"):
         run = client.get_run(resume)
@@ -76,15 +96,65 @@ def find_resumable(tracker: MlflowTracker, resume, digest: str) -> Run:
             raise ValueError(f"run {resume} was made with a different configuration "
                              f"(config digest {run.data.tags.get(CONFIG_DIGEST_TAG)} vs {digest}); "
                              "resume it with the same overrides it was started with")
-        return run
+        return _not_held_elsewhere(run)
     runs = client.search_runs([tracker.experiment_id],
                               f"tags.`{CONFIG_DIGEST_TAG}` = '{digest}' and tags.`dlm_ml.role` = 'train'",
                               order_by=["attributes.start_time DESC"], max_results=20)
     for run in runs:
         if run.info.status != "FINISHED":
-            return run
+            return _not_held_elsewhere(run)
     raise ValueError(f"resume=true: no unfinished run with this configuration (digest {digest}) in experiment "
                      f"{tracker.experiment_name!r}; start without resume")
+
+
+def _not_held_elsewhere(run: Run) -> Run:
+    """``run``, unless a live process holds its output folder (checked, not kept: the resuming
+    command holds the folder itself once it starts the run, :func:`holding_run_folder`)."""
+    out_dir = run.data.tags.get("output_dir")
+    if out_dir and Path(out_dir).is_dir():
+        with holding_run_folder(Path(out_dir), run.info.run_id):
+            pass
+    return run
+
+
+@contextmanager
+def holding_run_folder(out_dir: Path, run_id: str | None = None) -> Iterator[None]:
+    """Hold ``out_dir`` (a run's output folder) for this process while the block runs.
+
+    The hold is an exclusive advisory lock (``flock``) on ``out_dir/run.lock``, which says who
+    holds it (process, host, since when). The operating system drops the lock when the process
+    ends, however it ends (also SIGKILL or a lost node, once the file server notices), so a run
+    is held exactly as long as a process runs it: no heartbeat to age, no process id to reuse.
+    It holds across the nodes of a cluster when the folder lies on a shared file system with
+    locks (NFS with its lock service, Lustre mounted with ``flock``); on one without, a warning
+    says that a second process resuming the run would not be noticed.
+
+    Raises :class:`RunHeldElsewhere` naming the holder when another process holds the folder.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = out_dir / RUN_LOCK_FILE
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "a process that has not said"
+            what = f"run {run_id}" if run_id else f"the run in {out_dir}"
+            raise RunHeldElsewhere(
+                f"{what} is still running: its output folder is held by {holder} ({lock_path}). It is not "
+                "resumed twice; wait for that process to end (or stop it), then resume") from None
+        except OSError as error:
+            if error.errno not in _NO_LOCKS:
+                raise
+            log.warning("%s: the file system offers no locks (%s); a second process resuming this run at the "
+                        "same time would not be noticed", lock_path, error)
+        else:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} since "
+                          f"{datetime.datetime.now().astimezone().isoformat(timespec='seconds')}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def report_header(run_id: str, run_name: str, cohort_fingerprint: str, git_commit: str) -> dict[str, str]:

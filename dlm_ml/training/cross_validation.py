@@ -33,11 +33,12 @@ from dlm_ml.data.covariates import LesionCovariates
 from dlm_ml.data.folds import held_out_folds
 from dlm_ml.data.patches import PatchSet
 from dlm_ml.models.build import build_network
-from dlm_ml.models.callbacks import SeedEachEpoch, resume_checkpoint
+from dlm_ml.models.callbacks import SeedEachEpoch, epochs_in_resume_checkpoint, resume_checkpoint
 from dlm_ml.models.ensemble import save_fold_predictor
 from dlm_ml.stats import roc_auc
 from dlm_ml.training.determinism import seed_everything
 from dlm_ml.training.recorder import PREDICTIONS_FILE, VALIDATION_PREDICTIONS_FILE, FoldRecorder, FoldRun
+from dlm_ml.utils.signals import raise_if_sigterm_received
 
 log = logging.getLogger("dlm_ml.training")
 
@@ -100,6 +101,9 @@ def cross_validate(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, reco
         with recorder.open_fold(fold) as run:
             results.append(train_fold(cfg, patches, folds, fold, run, Path(out_dir) / f"fold_{fold}", covariates,
                                       resuming=resuming))
+        # A SIGTERM whose interrupt a finaliser swallowed ends the run here, before the next fold
+        # (inside a fit Lightning's own SIGTERM flag already stops training).
+        raise_if_sigterm_received()
     result = CrossValidationResult(results)
     check_one_prediction_per_tested_lesion(result.predictions, patches.lesions, folds)
     return result
@@ -172,7 +176,7 @@ def build_callbacks(callbacks_cfg: DictConfig | None, fold_dir: Path) -> dict[st
 
 def best_checkpoint(callbacks: dict[str, Callback]) -> ModelCheckpoint | None:
     """The callback that keeps the best epoch: the one :class:`ModelCheckpoint` that monitors a
-    metric (the resume checkpoint monitors none). ``None`` when there is none: the last epoch's
+    metric (the resume checkpoint is no ModelCheckpoint). ``None`` when there is none: the last epoch's
     weights are used. More than one is ambiguous and refused."""
     found = {name: cb for name, cb in callbacks.items() if isinstance(cb, ModelCheckpoint) and cb.monitor}
     if len(found) > 1:
@@ -219,6 +223,29 @@ def _prediction_table(lesions: pd.DataFrame, rows: np.ndarray, prob: np.ndarray,
         fold=fold, prob_pcr=prob, pcr=lesions.pcr.to_numpy()[rows]).reset_index(drop=True)
 
 
+#: Fold-run tag: how many epochs the fold had finished when this session resumed it (0: from the start).
+RESUMED_AFTER_EPOCHS_TAG = "dlm_ml.resumed_after_epochs"
+
+
+def _resume_point(last_ckpt: Path, fold: int, run: FoldRun) -> str | None:
+    """``last_ckpt`` when a resumed fold can continue from it, else ``None`` (train from epoch 0).
+
+    A file that cannot be loaded (truncated by a full disk, damaged) is not trusted: the fold
+    restarts, with a warning naming the file; its first finished epoch replaces it.
+    """
+    epochs = 0
+    if last_ckpt.is_file():
+        try:
+            epochs = epochs_in_resume_checkpoint(last_ckpt)
+        except ValueError as unreadable:
+            log.warning("fold %d: resume checkpoint not trusted, the fold restarts from epoch 0: %s", fold, unreadable)
+    run.set_tags({RESUMED_AFTER_EPOCHS_TAG: str(epochs)})
+    if not epochs:
+        return None
+    log.info("fold %d: resuming from %s after %d finished epoch(s)", fold, last_ckpt, epochs)
+    return str(last_ckpt)
+
+
 def train_fold(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, fold: int, run: FoldRun,
                fold_dir: Path, covariates: LesionCovariates | None = None, *, resuming: bool = False) -> FoldResult:
     """Train one fold (when ``resuming``, continuing from ``fold_dir/resume/last.ckpt`` when an
@@ -236,16 +263,15 @@ def train_fold(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, fold: in
     module = hydra.utils.instantiate(cfg.model.module)(net=net, optimizer=hydra.utils.instantiate(cfg.model.optimizer),
                                                        scheduler=scheduler, pos_weight=datamodule.pos_weight)
     configured = build_callbacks(cfg.get("callbacks"), fold_dir)
-    callbacks = [SeedEachEpoch(seed + fold), resume_checkpoint(last_ckpt.parent), *configured.values()]
+    # Last, so that it saves after early stopping and the best checkpoint have seen the epoch.
+    callbacks = [SeedEachEpoch(seed + fold), *configured.values(), resume_checkpoint(last_ckpt.parent)]
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=run.lightning_logger(), default_root_dir=str(fold_dir),
         enable_progress_bar=progress_bar_wanted(cfg.trainer.get("enable_progress_bar", True)))
     # The Trainer applies its own `deterministic` setting: record the state training runs with.
     run.set_tags({"torch_deterministic": str(torch.are_deterministic_algorithms_enabled()).lower()})
     # Only a resumed run trusts a checkpoint in its folder (claim_fold_folder refused any other's).
-    ckpt_path = str(last_ckpt) if resuming and last_ckpt.is_file() else None
-    if ckpt_path:
-        log.info("fold %d: resuming from %s", fold, ckpt_path)
+    ckpt_path = _resume_point(last_ckpt, fold, run) if resuming else None
     with _lightning_pytree_warning_filtered():
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
     best = best_checkpoint(configured)

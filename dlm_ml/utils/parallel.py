@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
@@ -61,7 +66,8 @@ def _run(fn, items, n_workers, initializer, initargs) -> Iterator[tuple[int, Any
             yield index, fn(item)
         return
     context = multiprocessing.get_context(START_METHOD)
-    with ProcessPoolExecutor(n_workers, mp_context=context, initializer=initializer, initargs=initargs) as pool:
+    with ProcessPoolExecutor(n_workers, mp_context=context, initializer=_worker_start,
+                             initargs=(os.getpid(), initializer, initargs)) as pool:
         futures = {pool.submit(fn, item): index for index, item in enumerate(items)}
         try:
             for future in as_completed(futures):
@@ -70,3 +76,44 @@ def _run(fn, items, n_workers, initializer, initargs) -> Iterator[tuple[int, Any
             for future in futures:
                 future.cancel()
             raise
+
+
+#: Linux ``prctl`` option: the signal the kernel sends a process when its parent dies.
+_PR_SET_PDEATHSIG = 1
+#: How often a worker without ``prctl`` checks that its parent is alive, in seconds.
+_PARENT_POLL_S = 1.0
+
+
+def _worker_start(parent_pid: int, initializer: Callable[..., Any] | None, initargs: tuple) -> None:
+    """Every pool worker's initializer: die with the parent, then the caller's ``initializer``.
+
+    A parent killed outright (``kill -9``, the out-of-memory killer) cannot shut its pool down;
+    its workers would finish their task, then block for ever on the dead parent's queues, each
+    holding its memory. On Linux the kernel kills the worker when its parent dies
+    (``PR_SET_PDEATHSIG``; it fires when the parent *thread* that started the worker ends, and
+    :func:`_run` starts and shuts the pool down in one thread, which outlives its workers).
+    Elsewhere a daemon thread polls the parent id.
+    """
+    if not _kill_me_with_parent():
+        threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True,
+                         name="exit-with-parent").start()
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def _kill_me_with_parent() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(_PARENT_POLL_S)
+    os._exit(1)

@@ -44,7 +44,7 @@ def test_each_baseline_trains_in_the_same_folds_and_is_named(tiny_root, model):
     client, run = _train(root, env, f"model={model}", *TINY, *extra)
     assert run.data.tags["dlm_ml.model"] == model
     predictions = _artifact(client, run, "predictions.csv")
-    cohort_lesions = pd.read_csv(root / "outputs/data/synthetic_tiny/outcomes.csv", dtype=str)
+    cohort_lesions = pd.read_csv(root / "outputs/data/synthetic_tiny_n24_seed42/outcomes.csv", dtype=str)
     assert len(predictions) == len(cohort_lesions) and predictions.prob_pcr.between(0, 1).all()
     # the same patient-grouped folds as every other model of the same seed
     folds = _artifact(client, run, "folds.csv")
@@ -65,7 +65,7 @@ def test_platt_calibration_and_leave_one_site_out(tmp_path_factory):
                          "data.synthetic.preset=easy", "data.synthetic.n_patients=36", "evaluation.n_boot=100",
                          "logger.experiment_name=calibrated")
     predictions = _artifact(client, run, "predictions.csv")
-    patients = pd.read_csv(root / "outputs/data/synthetic_easy/patients.csv", dtype=str)
+    patients = pd.read_csv(root / "outputs/data/synthetic_easy_n36_seed42/patients.csv", dtype=str)
     site = predictions.patient_id.map(dict(zip(patients.patient_id, patients.site)))
     # one test fold per site, named by it; no site in two folds
     assert (predictions.groupby("fold").fold_label.nunique() == 1).all()

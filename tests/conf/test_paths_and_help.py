@@ -47,17 +47,16 @@ def test_multirun_resolves_paths_from_the_folder_it_starts_in(tmp_path):
     for num, line in enumerate(lines):
         assert Path(line[1]) == work
         assert Path(line[3]) == sweeps[0] / str(num)
-        assert Path(line[5]) == work / "outputs/data/synthetic_default"
+        # each job's synthetic cohort is the one of its own seed (seed=1,2 sets data.synthetic.seed)
+        assert Path(line[5]) == work / f"outputs/data/synthetic_default_n100_seed{num + 1}"
 
 
-def test_preset_null_unquoted_is_a_clear_error_quoted_and_experiment_work(tmp_path, monkeypatch):
+def test_preset_null_unquoted_quoted_and_experiment_all_name_the_null_cohort(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = compose_command("train", ["data.synthetic.preset=null"])
-    with pytest.raises(InterpolationResolutionError, match="quote it"):
-        OmegaConf.to_container(cfg.data, resolve=True)
-    for overrides in (["data.synthetic.preset='null'"], ["experiment=null_effect"]):
+    for overrides in (["data.synthetic.preset=null"], ["data.synthetic.preset='null'"], ["experiment=null_effect"]):
         data = compose_command("train", overrides).data
-        assert data.synthetic.preset == "null" and data.cohort_dir.endswith("synthetic_null"), overrides
+        assert data.synthetic.preset in (None, "null"), overrides
+        assert Path(data.cohort_dir).name == "synthetic_null_n100_seed42", overrides
     with pytest.raises(InterpolationResolutionError, match="unknown preset 'nope'"):
         OmegaConf.to_container(compose_command("train", ["data.synthetic.preset=nope"]).data, resolve=True)
 

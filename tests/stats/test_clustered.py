@@ -82,7 +82,8 @@ def test_obuchowski_matches_brute_force(seed, clustered_factory):
 def test_singleton_clusters_equal_delong_exactly(asah):
     """Derived identity: one lesion per cluster => Obuchowski variance == DeLong variance."""
     ids = np.arange(len(asah))
-    cl = clustered_auc(asah.truth, asah.s100b, ids)
+    # The Wald interval ("normal") is the one that equals pROC's DeLong interval.
+    cl = clustered_auc(asah.truth, asah.s100b, ids, ci_method="normal")
     dl = delong_auc_ci(asah.truth, asah.s100b)
     assert cl.se == pytest.approx(dl.se, rel=1e-12)
     assert cl.se == pytest.approx(cl.se_unclustered, rel=1e-12)

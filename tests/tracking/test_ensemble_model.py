@@ -24,8 +24,15 @@ def logged(tmp_path, tracker):
 
 def test_the_pyfunc_predicts_what_the_ensemble_predicts(logged, monkeypatch):
     folder, client, run_id, registered, tracker = logged
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracker.tracking_uri)  # what `runs:/` URIs resolve against
-    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    # What `runs:/` URIs resolve against. The variable alone is not enough: a Lightning MLflow logger
+    # earlier in the same process sets the process-wide URI, which takes precedence over it.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracker.tracking_uri)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracker.tracking_uri)
+    try:
+        model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    finally:
+        mlflow.set_tracking_uri(previous)
     image, present, covariates = _inputs()
     numeric = covariates[["age", "cea"]].to_numpy(float)
     categorical = covariates[["sex"]].fillna("").to_numpy(str)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import socket
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -11,7 +14,16 @@ from dlm_ml.tracking.client import PARENT_TAG
 from dlm_ml.tracking.config_keys import NON_RESULT_KEYS
 from dlm_ml.tracking.fold_runs import MlflowFoldRecorder
 from dlm_ml.tracking.run import tracked_run
-from dlm_ml.tracking.train_runs import config_digest, run_name_from_overrides
+from dlm_ml.tracking.train_runs import (
+    CONFIG_DIGEST_TAG,
+    RUN_LOCK_FILE,
+    RunHeldElsewhere,
+    config_digest,
+    find_resumable,
+    holding_run_folder,
+    run_name_from_overrides,
+)
+from tests.conftest import REPO
 
 RESOLVED = {"seed": 42, "task_name": "train", "resume": None, "reproduce_of": None,
             "data": {"n_folds": 5, "cohort_dir": "/data/c"}, "model": {"optimizer": {"lr": 0.001}},
@@ -64,3 +76,41 @@ def test_fold_runs_finish_fail_and_reopen(tracker):
         pass
     after = client.search_runs([tracker.experiment_id], f"tags.`{PARENT_TAG}` = '{parent_id}'")
     assert len(after) == 2 and all(c.info.status == "FINISHED" for c in after)  # reopened, not duplicated
+
+
+# A second process running a run: it holds the run's output folder as dlm-train does, then works on.
+HOLD_AND_WORK = """
+import sys, time
+from pathlib import Path
+from dlm_ml.tracking.train_runs import holding_run_folder
+with holding_run_folder(Path(sys.argv[1])):
+    print("holding", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_resume_refuses_a_run_another_live_process_runs(tracker, tmp_path):
+    out_dir = tmp_path / "run"
+    digest = "held-elsewhere"
+    run = tracker.client.create_run(tracker.experiment_id, tags={
+        CONFIG_DIGEST_TAG: digest, "dlm_ml.role": "train", "output_dir": str(out_dir)})
+    out_dir.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_AND_WORK, str(out_dir)], cwd=REPO, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == "holding", holder.stderr.read()[-3000:]
+        for resume in ("true", run.info.run_id):
+            with pytest.raises(RunHeldElsewhere) as refused:
+                find_resumable(tracker, resume, digest)
+            message = str(refused.value)
+            assert f"run {run.info.run_id} is still running" in message
+            assert f"process {holder.pid} on {socket.gethostname()}" in message and RUN_LOCK_FILE in message
+        with pytest.raises(RunHeldElsewhere), holding_run_folder(out_dir):
+            pass
+    finally:
+        holder.kill()  # SIGKILL: gone without any cleanup of its own
+        holder.wait(timeout=60)
+    # the operating system dropped the dead process's hold: the run is resumed
+    assert find_resumable(tracker, "true", digest).info.run_id == run.info.run_id
+    with holding_run_folder(out_dir):
+        assert (out_dir / RUN_LOCK_FILE).read_text().startswith("process ")

@@ -115,6 +115,10 @@ def load_meta(root: Path, errors: list[Problem]) -> dict:
                               f"unknown timepoint(s) {unknown}; known: {list(schema.TIMEPOINTS)}"))
     meta["timepoints"] = [t for t in timepoints if t in schema.TIMEPOINTS]
     meta["modalities"] = [str(m) for m in (meta.get("modalities") or list(schema.MODALITIES))]
+    unsafe = [m for m in meta["modalities"] if not schema.is_safe_id(m)]
+    if unsafe:  # modality names become file names (exported patches, QA pictures, saliency channels)
+        errors.append(Problem(schema.COHORT_YAML, None, "",
+                              f"modality name(s) {unsafe} are not plain names ({schema.SAFE_ID_RULE})"))
     return meta
 
 

@@ -6,6 +6,8 @@ a table is relative to that folder. Ids are pseudonymous strings.
 
 from __future__ import annotations
 
+import re
+
 # Ordered: the surgical decision is taken at ``presurgery``; ``followup`` belongs
 # to the reference standard and is refused as a model input unless configured.
 TIMEPOINTS: tuple[str, ...] = ("baseline", "presurgery", "followup")
@@ -31,6 +33,21 @@ REFERENCE_MODALITY = "ct"
 REFERENCE_TIMEPOINT = "baseline"
 
 REFERENCES: tuple[str, ...] = ("pathology", "follow_up")
+
+# Ids and modality names become file and folder names (patch exports, QA pictures, saliency maps),
+# so each must be one plain path component. One rule, checked by validation and by the importer:
+# 1-64 letters, digits, '.', '_', '-', starting with a letter or digit (so never '.', '..', a
+# hidden file or an option), with no '..' anywhere.
+SAFE_ID = re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+SAFE_ID_RULE = "1-64 letters, digits, '.', '_', '-', starting with a letter or digit, no '..'"
+# The id columns of the tables, each checked against SAFE_ID.
+ID_COLUMNS: tuple[str, ...] = ("patient_id", "lesion_id", "reader_id")
+
+
+def is_safe_id(value) -> bool:
+    """Whether ``value`` is a string that :data:`SAFE_ID` matches in full."""
+    return isinstance(value, str) and SAFE_ID.fullmatch(value) is not None
+
 
 COHORT_YAML = "cohort.yaml"
 PATIENTS_CSV = "patients.csv"

@@ -12,6 +12,7 @@ lesion without outcome is predicted rather than excluded. Every other check is t
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,7 @@ from dlm_ml.data.cohort import schema
 from dlm_ml.data.cohort.load import Cohort, cohort_from_tables, empty_table, load_meta, read_table
 from dlm_ml.data.cohort.problems import Problem, ValidationReport
 from dlm_ml.data.imaging.image_header import ImageHeader, read_image_header
+from dlm_ml.data.imaging.integrity import ImageIntegrityError
 
 
 def _ids(row, *cols: str) -> str:
@@ -28,9 +30,16 @@ def _ids(row, *cols: str) -> str:
 
 
 def _check_ids(table: pd.DataFrame, name: str, cols: tuple[str, ...], errors: list[Problem]) -> None:
+    """Key columns ``cols`` are filled and unique; ids among them follow :data:`schema.SAFE_ID`
+    (they become file names: exports, QA pictures, saliency maps)."""
     for c in cols:
         for row in table[table[c].isna()].itertuples():
             errors.append(Problem(name, row.csv_line, "", f"empty {c}"))
+        if c in schema.ID_COLUMNS:
+            for row in table[table[c].notna() & ~table[c].map(schema.is_safe_id)].itertuples():
+                errors.append(Problem(name, row.csv_line, _ids(row, *(k for k in cols if k in schema.ID_COLUMNS)),
+                                      f"{c} {getattr(row, c)!r} is not a plain id ({schema.SAFE_ID_RULE}): "
+                                      "ids become file and folder names"))
     dup = table[table.duplicated(list(cols), keep="first") & table[list(cols)].notna().all(axis=1)]
     for row in dup.itertuples():
         same = (table[list(cols)] == pd.Series({c: getattr(row, c) for c in cols})).all(axis=1)
@@ -127,9 +136,45 @@ def _check_rows(meta: dict, tables: dict[str, pd.DataFrame], errors: list[Proble
     _check_binary(readings, schema.READINGS_CSV, "call", ("reader_id",) + schema.LESION_KEY, errors)
 
 
+# Absolute on any system a cohort may have been written on: /x, \\server\x, C:\x (and drive-relative C:x).
+_ABSOLUTE = re.compile(r"[/\\]|[A-Za-z]:")
+
+
+def _check_paths(tables: dict[str, pd.DataFrame], errors: list[Problem]) -> pd.Series:
+    """Every file a table names (``images.csv`` path, ``lesions.csv`` mask_path) is relative to
+    the cohort folder and holds no ``..``: a cohort is one folder, copied, fingerprinted and
+    reproduced as one. Decided on the path as written, so a symlink inside the cohort may point
+    elsewhere (the fingerprint hashes what it points to). Returns, per ``images.csv`` row, whether
+    its path stays inside."""
+    images = tables[schema.IMAGES_CSV]
+    inside = pd.Series(True, index=images.index)
+    for name, table, col, id_cols in ((schema.IMAGES_CSV, images, "path", ("patient_id",)),
+                                      (schema.LESIONS_CSV, tables[schema.LESIONS_CSV], "mask_path",
+                                       schema.LESION_KEY)):
+        if col not in table.columns:
+            continue
+        for index, row in zip(table.index, table.itertuples()):
+            written = getattr(row, col)
+            if not isinstance(written, str) or not written.strip() or not _leaves_cohort(written):
+                continue
+            errors.append(Problem(name, row.csv_line, _ids(row, *id_cols),
+                                  f"{col} {written!r} must be relative to the cohort folder, without '..' "
+                                  "(a cohort is one folder: copied, fingerprinted and reproduced as one)"))
+            if table is images:
+                inside[index] = False
+    return inside
+
+
+def _leaves_cohort(written: str) -> bool:
+    """Whether a table's path is absolute (``/x``, ``\\\\server\\x``, ``C:\\x``) or has a ``..``
+    component (``/`` or ``\\`` separated): a cohort written on one system is read on another."""
+    return bool(_ABSOLUTE.match(written)) or ".." in re.split(r"[/\\]", written)
+
+
 def _check_images(root: Path, images: pd.DataFrame, lesions: pd.DataFrame, errors: list[Problem]) -> None:
-    """Every image exists and its header reads; every lesion centre (LPS mm) lies inside its
-    patient's baseline CT."""
+    """Every image exists and its header reads and is sound (one scalar component, within the
+    size limits, voxel data as long as declared: every reason of an image in one problem);
+    every lesion centre (LPS mm) lies inside its patient's baseline CT."""
     headers: dict[tuple[str, str, str], ImageHeader] = {}
     for row in images.itertuples():
         if not isinstance(row.path, str) or not row.path.strip():
@@ -141,6 +186,9 @@ def _check_images(root: Path, images: pd.DataFrame, lesions: pd.DataFrame, error
             continue
         try:
             headers[(row.patient_id, row.timepoint, row.modality)] = read_image_header(path)
+        except ImageIntegrityError as err:
+            errors.append(Problem(schema.IMAGES_CSV, row.csv_line, where,
+                                  f"image {row.path} cannot be used: {'; '.join(err.problems)}"))
         except (ValueError, RuntimeError, OSError) as err:
             errors.append(Problem(schema.IMAGES_CSV, row.csv_line, where, f"unreadable image {row.path}: {err}"))
     reference = (schema.REFERENCE_TIMEPOINT, schema.REFERENCE_MODALITY)
@@ -235,8 +283,12 @@ def validate_cohort(root: str | Path, *, check_images: bool = True,
         return report, None
     tables: dict[str, pd.DataFrame] = {name: t for name, t in read.items() if t is not None}
     _check_rows(meta, tables, errors)
+    inside = _check_paths(tables, errors)
     if check_images:
-        _check_images(root, tables[schema.IMAGES_CSV], tables[schema.LESIONS_CSV], errors)
+        # a path leaving the cohort is reported above and never opened: blanked, the row is
+        # skipped by the image checks but still counts as the patient's image
+        images = tables[schema.IMAGES_CSV].assign(path=tables[schema.IMAGES_CSV].path.where(inside, ""))
+        _check_images(root, images, tables[schema.LESIONS_CSV], errors)
     _exclusions_and_warnings(tables, report, require_outcomes=require_outcomes, absent=absent)
     if errors:
         return report, None

@@ -1,4 +1,9 @@
-"""Image geometry without voxels, for validating every image of a cohort cheaply."""
+"""Image geometry without voxels, for validating every image of a cohort cheaply.
+
+The header pass refuses what a header can show (:func:`dlm_ml.data.imaging.integrity.read_checked_header`):
+a vector image, a size over the limits, voxel data shorter than declared. Non-finite voxels
+need the voxels; the first full read (:func:`~dlm_ml.data.imaging.imageio.read_image`) refuses them.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from dlm_ml.data.imaging.imageio import read_image
+from dlm_ml.data.imaging.integrity import read_checked_header
 
 # Formats whose header SimpleITK reads without the voxels.
 _HEADER_SUFFIXES = (".nii", ".gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -41,17 +47,19 @@ class ImageHeader:
 
 def read_image_header(path: str | os.PathLike) -> ImageHeader:
     """Geometry of the image at ``path``; reads only the header for NIfTI/NRRD/MHA files,
-    the whole image otherwise (DICOM folders, zips)."""
+    the whole image otherwise (DICOM folders, zips).
+
+    Raises
+    ------
+    ValueError
+        Unreadable, or not 3-D; :class:`~dlm_ml.data.imaging.integrity.ImageIntegrityError`
+        (every reason at once) for a vector image, a size over the limits or truncated data.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"image not found: {path}")
     if path.is_file() and path.suffix.lower() in _HEADER_SUFFIXES:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError as err:
-            raise ValueError(f"cannot read image header {path}: {err}") from err
+        reader = read_checked_header(path)
         if reader.GetDimension() != 3:
             raise ValueError(f"image {path} has {reader.GetDimension()} dimensions; a 3-D volume is required")
         return ImageHeader(reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())

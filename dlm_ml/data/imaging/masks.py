@@ -282,7 +282,7 @@ def load_mask(
         mask = seg.masks[seg.number(label, str(path))]
     else:
         try:
-            image = sitk.ReadImage(str(path)) if path.is_file() else read_image(path)
+            image = read_image(path)
         except (RuntimeError, ValueError, DicomError) as err:
             raise MaskError(f"{path}: cannot read mask ({err})") from err
         if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:

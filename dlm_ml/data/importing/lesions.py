@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from dlm_ml.data.cohort import schema
 from dlm_ml.data.imaging.imageio import read_image, write_image
 from dlm_ml.data.imaging.masks import MaskError, lesion_geometry, load_mask
-from dlm_ml.data.importing.mapping import ID_RE, read_rows
+from dlm_ml.data.importing.mapping import read_rows
 from dlm_ml.data.importing.output import clean_image, rounded
 
 
@@ -42,8 +42,8 @@ def lesion_tables(
         if pid not in patients:
             problems.append(f"{where}: patient_id {pid!r} is not in the mapping")
             continue
-        if not ID_RE.match(lid):
-            problems.append(f"{where}: lesion_id {lid!r} must be 1-64 letters, digits, '_', '-', '.'")
+        if not schema.is_safe_id(lid):
+            problems.append(f"{where}: lesion_id {lid!r}: {schema.SAFE_ID_RULE}")
             continue
         if (pid, lid) in seen:
             problems.append(f"{where}: lesion {pid}/{lid} repeats")
@@ -121,7 +121,7 @@ def reading_table(path: Path | None, lesion_keys: set[tuple[str, str]], problems
         except ValueError:
             problems.append(f"{where}: score {row['score']!r} is not a number")
             continue
-        if row["call"] not in ("0", "1") or not ID_RE.match(row["reader_id"]):
+        if row["call"] not in ("0", "1") or not schema.is_safe_id(row["reader_id"]):
             problems.append(f"{where}: call must be 0/1 and reader_id a plain id")
             continue
         out.append({"reader_id": row["reader_id"], "patient_id": key[0], "lesion_id": key[1],

@@ -9,7 +9,6 @@ visit are usually separate studies.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,6 @@ import pandas as pd
 from dlm_ml.data.cohort import schema
 from dlm_ml.data.imaging import dicom
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAPPING_COLUMNS = ("patient_id", "timepoint", "study_uid", "study_path")
 ADC_SOURCES = ("scanner", "computed")
 
@@ -85,8 +83,8 @@ def parse_mapping(path: Path, input_dir: Path, problems: list[str]) -> list[Stud
         pid, tp = row.get("patient_id", ""), row.get("timepoint", "")
         uid, rel = row.get("study_uid", ""), row.get("study_path", "")
         ok = True
-        if not ID_RE.match(pid):
-            problems.append(f"{where}: patient_id {pid!r} must be 1-64 letters, digits, '_', '-', '.'")
+        if not schema.is_safe_id(pid):
+            problems.append(f"{where}: patient_id {pid!r}: {schema.SAFE_ID_RULE}")
             ok = False
         if tp not in schema.TIMEPOINTS:
             problems.append(f"{where}: timepoint {tp!r} is not one of {', '.join(schema.TIMEPOINTS)}")

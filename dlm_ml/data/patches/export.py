@@ -16,6 +16,7 @@ from dlm_ml.data.imaging.imageio import read_image, write_image
 from dlm_ml.data.patches.extract import PatchConfig, PatchSet, resample_patch
 from dlm_ml.data.patches.montage import MODALITY_UNITS, patch_montage, source_window
 from dlm_ml.data.registration.cohort import read_transform
+from dlm_ml.utils.paths import confined_path
 from dlm_ml.utils.progress import progress_bar
 
 
@@ -69,16 +70,19 @@ def _export_patient(cohort: Cohort, patches: PatchSet, config: PatchConfig, expo
     for row_index, lesion in group.iterrows():
         facts = lesions.loc[lesion.lesion_id]
         centre = tuple(float(facts[k]) for k in ("x_mm", "y_mm", "z_mm"))
-        lesion_dir = export_dir / patient_id / str(lesion.lesion_id)
+        # ids and modality names become file names: refused, naming them, if one would leave export_dir
+        about = f"patient {patient_id}, lesion {lesion.lesion_id}"
+        lesion_dir = confined_path(export_dir, patient_id, lesion.lesion_id, about=about)
+        montage_path = confined_path(export_dir, f"{patient_id}_{lesion.lesion_id}.png", about=about)
         for (t, m), image in images.items():
             patch = resample_patch(image, centre, config.size_voxels, config.spacing_mm,
                                    config.normaliser(m).pad_value, transforms[(t, m)])
-            write_image(patch, lesion_dir / f"{t}_{m}.nii.gz")
+            write_image(patch, confined_path(lesion_dir, f"{t}_{m}.nii.gz", about=about))
             n_written += 1
         grid = patches.image[row_index].reshape(*shape, *patches.image.shape[2:])
         present = patches.present[row_index].reshape(shape)
         patch_montage(np.where(present[:, :, None, None, None], grid, np.nan), list(config.timepoints),
-                      list(config.modalities), export_dir / f"{patient_id}_{lesion.lesion_id}.png",
+                      list(config.modalities), montage_path,
                       present=present, clip=clips, windows=windows,
                       title=f"patient {patient_id}, lesion {lesion.lesion_id}", pcr=facts.get("pcr"),
                       diameter_mm=float(facts["diameter_mm"]),

@@ -22,6 +22,7 @@ import SimpleITK as sitk
 from dlm_ml.data.cohort import Cohort, schema
 from dlm_ml.data.cohort.fingerprint import cohort_fingerprint
 from dlm_ml.data.imaging.imageio import read_image
+from dlm_ml.data.imaging.integrity import ImageIntegrityError
 from dlm_ml.data.registration.cohort import read_transform, register_cohort
 from dlm_ml.utils.atomic import atomic_path, atomic_write_json
 from dlm_ml.utils.hashing import payload_digest
@@ -174,16 +175,26 @@ class PatchSet:
         return len(self.lesions)
 
 
-def open_channel(image_paths: dict, transform_paths: dict, timepoint: str, modality: str):
+def open_channel(image_paths: dict, transform_paths: dict, timepoint: str, modality: str,
+                 patient_id: str | None = None):
     """The image of one (timepoint, modality) and the transform taking baseline CT points to it
     (None: the image is already in baseline space), from the ``"timepoint/modality"``-keyed path
-    maps a patient's job carries; None when the patient has no such image."""
+    maps a patient's job carries; None when the patient has no such image. An image refused on
+    reading (damaged, non-finite voxels) raises ``ValueError`` naming patient, timepoint and
+    modality as well as the file."""
     key = f"{timepoint}/{modality}"
     path = image_paths.get(key)
     if path is None:
         return None
     tfm = transform_paths.get(key)
-    return read_image(path), (read_transform(tfm) if tfm else None)
+    where = (f"patient {patient_id}, " if patient_id is not None else "") + f"{timepoint} {modality}"
+    try:
+        image = read_image(path)
+    except ImageIntegrityError as err:
+        raise ImageIntegrityError(err.path, err.problems, where) from err
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from err
+    return image, (read_transform(tfm) if tfm else None)
 
 
 def _extract_patient(args) -> tuple[list[int], np.ndarray, np.ndarray]:
@@ -193,12 +204,13 @@ def _extract_patient(args) -> tuple[list[int], np.ndarray, np.ndarray]:
     to that image's points (absent: the image is already in baseline space)."""
     rows, centres, image_paths, config_dict, *rest = args
     transform_paths = rest[0] if rest else {}
+    patient_id = rest[1] if len(rest) > 1 else None
     config = PatchConfig(**config_dict)
     n, c, s = len(rows), len(config.channels), config.size_voxels
     out = np.zeros((n, c, s, s, s), dtype=np.float32)
     present = np.zeros((n, c), dtype=bool)
     for ci, (timepoint, modality) in enumerate(config.channels):
-        opened = open_channel(image_paths, transform_paths, timepoint, modality)
+        opened = open_channel(image_paths, transform_paths, timepoint, modality, patient_id)
         if opened is None:
             continue
         image, transform = opened
@@ -313,7 +325,7 @@ def build_patches(cohort: Cohort, config: PatchConfig, cache_dir: str | Path, *,
                 if tfm is not None:
                     transform_paths[f"{t}/{m}"] = tfm
         centres = [tuple(r) for r in group[["x_mm", "y_mm", "z_mm"]].to_numpy(float)]
-        jobs.append((group.index.tolist(), centres, image_paths, config.to_dict(), transform_paths))
+        jobs.append((group.index.tolist(), centres, image_paths, config.to_dict(), transform_paths, patient_id))
 
     s = config.size_voxels
     image = np.zeros((len(lesions), len(config.channels), s, s, s), dtype=np.float32)

@@ -8,7 +8,8 @@ Public API::
     regs.summary()                                         # n_images, n_flagged, n_excluded, ...
 
 Modules: ``config`` (settings), ``pair`` (one registration and its quality checks),
-``cohort`` (chains, cache, process pool), ``qa`` (checkerboard and montage PNGs).
+``cohort`` (chains, cache, process pool), ``qa`` (checkerboard and montage PNGs), ``accuracy``
+(TRE against a cohort's truth, known rigid motions; benchmarks and tests).
 """
 
 from dlm_ml.data.registration.cohort import (

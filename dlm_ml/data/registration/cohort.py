@@ -31,6 +31,7 @@ import SimpleITK as sitk
 from dlm_ml.data.cohort import schema
 from dlm_ml.data.cohort.fingerprint import cohort_file_digests
 from dlm_ml.data.imaging.imageio import read_image
+from dlm_ml.data.imaging.integrity import ImageIntegrityError
 from dlm_ml.data.registration.config import RegistrationConfig
 from dlm_ml.data.registration.pair import PairResult, WorkingImage, prepare, register_pair
 from dlm_ml.utils.atomic import atomic_path, atomic_write_text
@@ -38,13 +39,13 @@ from dlm_ml.utils.hashing import file_sha256, payload_digest
 from dlm_ml.utils.parallel import available_cores, parallel_map, pool_size
 
 # Bump when the registration algorithm changes, so cached transforms are never reused.
-REGISTRATION_ALGORITHM_VERSION = 1
+REGISTRATION_ALGORITHM_VERSION = 2  # 2: lesion_correlation measured and recorded
 BASE = (schema.REFERENCE_TIMEPOINT, schema.REFERENCE_MODALITY)
 # seconds: time the direct registration took when it ran (also for a cached one);
 # patient_seconds: wall time of this run for the patient (near 0 when all was cached).
 TABLE_COLUMNS = ["patient_id", "timepoint", "modality", "fixed", "transform_path", "transform_sha256",
                  "pair_transform_path", "metric", "metric_before", "jacobian_min", "jacobian_max", "overlap",
-                 "flagged", "reasons", "seconds", "cached", "patient_seconds"]
+                 "lesion_correlation", "flagged", "reasons", "seconds", "cached", "patient_seconds"]
 
 
 def write_transform(transform: sitk.Transform, path: Path) -> str:
@@ -95,7 +96,8 @@ def _label(key: tuple[str, str]) -> str:
 
 def _pair_record(result: PairResult) -> dict:
     return {"metric": result.metric, "metric_before": result.metric_before, "jacobian_min": result.jacobian_min,
-            "jacobian_max": result.jacobian_max, "overlap": result.overlap, "error": result.error,
+            "jacobian_max": result.jacobian_max, "overlap": result.overlap,
+            "lesion_correlation": result.lesion_correlation, "error": result.error,
             "seconds": result.seconds,
             "stages": [vars(s) for s in result.stages]}
 
@@ -103,7 +105,8 @@ def _pair_record(result: PairResult) -> dict:
 def _reasons(record: dict, config: RegistrationConfig, moving_modality: str) -> list[str]:
     """Flags of a stored pair record under the thresholds in force."""
     fake = PairResult(sitk.Transform(), record["metric"], record["metric_before"], record["jacobian_min"],
-                      record["jacobian_max"], record["overlap"], error=record.get("error", ""))
+                      record["jacobian_max"], record["overlap"], error=record.get("error", ""),
+                      lesion_correlation=record.get("lesion_correlation", float("nan")))
     return fake.reasons(config.failure, moving_modality)
 
 
@@ -120,6 +123,8 @@ def register_patient(job: PatientJob) -> list[dict]:
             path = job.images[key][0]
             try:
                 working[key] = prepare(read_image(path), key[1], config)
+            except ImageIntegrityError as err:  # a damaged image is the input's error, not a failed registration
+                raise ImageIntegrityError(err.path, err.problems, f"patient {job.patient_id}, {_label(key)}") from err
             except (ValueError, RuntimeError) as err:
                 raise ValueError(f"patient {job.patient_id}, {_label(key)} ({path}): cannot prepare for "
                                  f"registration: {err}") from err
@@ -147,6 +152,8 @@ def register_patient(job: PatientJob) -> list[dict]:
             name = f"patient {job.patient_id}: {_label(moving)} → {_label(fixed)}"
             try:
                 result = register_pair(work(fixed), work(moving), config, roi_mm=roi, name=name)
+            except ImageIntegrityError:
+                raise
             except ValueError as err:
                 # An image that cannot be registered at all (e.g. too few slices to smooth) is a
                 # failed registration: flagged with an identity transform, not the end of the run.
@@ -203,6 +210,7 @@ def register_patient(job: PatientJob) -> list[dict]:
             "fixed": rec["fixed"], "transform_path": str(ctfm), "transform_sha256": sha,
             "pair_transform_path": str(direct["path"]), "metric": rec["metric"], "metric_before": rec["metric_before"],
             "jacobian_min": rec["jacobian_min"], "jacobian_max": rec["jacobian_max"], "overlap": rec["overlap"],
+            "lesion_correlation": rec.get("lesion_correlation", float("nan")),
             "flagged": bool(reasons), "reasons": "; ".join(reasons),
             "seconds": rec["seconds"], "cached": direct["cached"],
         })

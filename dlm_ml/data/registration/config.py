@@ -111,6 +111,14 @@ class FailureThresholds:
         <= 0. (A good B-spline result on the default cohort stays within about [0.74, 1.27].)
     min_overlap : float
         Fraction of the fixed body that must map inside the moving image's field of view.
+    ct_lesion_correlation_min : float
+        CT → CT only: Pearson correlation of the two CTs over spheres of
+        ``RegistrationConfig.lesion_roi_mm`` around the patient's lesions after registration
+        (``pair.lesion_correlation``) must reach this. A registration that leaves the lesions
+        several millimetres off can keep a good whole-body metric; this region cannot. (Default
+        preset, 10 patients: the 20 CT registrations, TRE <= 3.7 mm, scored 0.925-1.0; lesions
+        left 4.5-6.2 mm off by a 12 mm / 5° motion scored 0.68-0.78; docs/benchmarks.md.)
+        -1 turns the check off.
     """
 
     ct_metric_max: float = -0.3
@@ -118,6 +126,7 @@ class FailureThresholds:
     jacobian_min: float = 0.5
     jacobian_max: float = 2.0
     min_overlap: float = 0.4
+    ct_lesion_correlation_min: float = 0.9
 
 
 def _default_ct_stages() -> tuple[StageConfig, ...]:
@@ -221,6 +230,8 @@ class RegistrationConfig:
         f = self.failure
         if not 0 <= f.jacobian_min < 1 < f.jacobian_max or not 0 <= f.min_overlap <= 1:
             problems.append("failure: 0 <= jacobian_min < 1 < jacobian_max, min_overlap in [0, 1]")
+        if not -1 <= f.ct_lesion_correlation_min <= 1:
+            problems.append("failure: ct_lesion_correlation_min in [-1, 1]")
         if problems:
             raise ValueError("invalid registration config: " + "; ".join(problems))
 

@@ -24,6 +24,7 @@ from dlm_ml.data.imaging.imageio import read_image  # noqa: E402
 from dlm_ml.data.registration.cohort import read_transform  # noqa: E402
 from dlm_ml.utils.figures import save_figure  # noqa: E402
 from dlm_ml.utils.parallel import parallel_map  # noqa: E402
+from dlm_ml.utils.paths import confined_path  # noqa: E402
 
 # Display windows: CT soft tissue (HU), ADC (µm²/s).
 WINDOWS = {"ct": (-160.0, 240.0), "adc": (0.0, 2500.0)}
@@ -111,7 +112,7 @@ def lesion_montage_figure(patient_id: str, lesion_id: str, centre, images: dict,
 
 def _patient_qa(args) -> list[str]:
     patient_id, image_paths, rows, lesions, timepoints, modalities, out_dir = args
-    out = Path(out_dir) / patient_id
+    out = confined_path(out_dir, patient_id, about=f"patient {patient_id}")
     images = {k: read_image(p) for k, p in image_paths.items()}
     transforms = {(r["timepoint"], r["modality"]): read_transform(r["transform_path"]) for r in rows}
     base = images[(schema.REFERENCE_TIMEPOINT, schema.REFERENCE_MODALITY)]
@@ -119,11 +120,14 @@ def _patient_qa(args) -> list[str]:
     for r in rows:
         key = (r["timepoint"], r["modality"])
         written.append(str(checkerboard_figure(patient_id, *key, base, images[key], transforms[key], lesions,
-                                               out / f"checkerboard_{key[0]}_{key[1]}.png",
+                                               confined_path(out, f"checkerboard_{key[0]}_{key[1]}.png",
+                                                             about=f"patient {patient_id}"),
                                                flag=r["reasons"] if r["flagged"] else "")))
     for lesion_id, centre in lesions:
         written.append(str(lesion_montage_figure(patient_id, lesion_id, centre, images, transforms, timepoints,
-                                                 modalities, out / f"lesion_{lesion_id}.png")))
+                                                 modalities, confined_path(
+                                                     out, f"lesion_{lesion_id}.png",
+                                                     about=f"patient {patient_id}, lesion {lesion_id}"))))
     return written
 
 

@@ -28,23 +28,28 @@ aligned first version.
 
 from dlm_ml.data.synthetic.config import (
     SynthConfig,
+    cohort_folder_name,
     config_from_dict,
     make_config,
     preset_descriptions,
+    preset_name,
     preset_names,
     settable_keys,
 )
 from dlm_ml.data.synthetic.tables import format_summary, simulate_tables, summarize
-from dlm_ml.data.synthetic.writer import disk_usage, generate_cohort
+from dlm_ml.data.synthetic.writer import config_differences, disk_usage, generate_cohort
 
 __all__ = [
     "SynthConfig",
+    "cohort_folder_name",
+    "config_differences",
     "config_from_dict",
     "disk_usage",
     "format_summary",
     "generate_cohort",
     "make_config",
     "preset_descriptions",
+    "preset_name",
     "preset_names",
     "settable_keys",
     "simulate_tables",

@@ -276,18 +276,21 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def _preset_file(preset: str) -> tuple[DictConfig, str]:
+def preset_name(preset: str | None) -> str:
+    """The name of the preset ``preset`` chooses, checked against the preset files.
+
+    ``None`` is the preset named ``null``: YAML and the Hydra command line read an unquoted
+    ``null`` (``data.synthetic.preset=null``) as no value, and a cohort always has a preset, so
+    no value can only have meant that one. Raises ``KeyError`` for an unknown name."""
+    name = "null" if preset is None else str(preset)
+    if name not in preset_names():
+        raise KeyError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}")
+    return name
+
+
+def _preset_file(preset: str | None) -> tuple[DictConfig, str]:
     """A preset's settings (without ``about``) and its one-line description."""
-    if preset is None:
-        # An unquoted `null` in YAML or on the Hydra command line is no value at all.
-        raise ValueError("no synthetic preset given (None): an unquoted null in YAML or on the command line "
-                         "means 'no value'. To choose the preset named null, quote it: in YAML "
-                         "preset: \"null\"; on the command line data.synthetic.preset=\"'null'\" "
-                         "(or experiment=null_effect)")
-    path = PRESET_DIR / f"{preset}.yaml"
-    if not path.is_file():
-        raise KeyError(f"unknown preset {preset!r}; presets: {', '.join(preset_names())}")
-    node = OmegaConf.load(path)
+    node = OmegaConf.load(PRESET_DIR / f"{preset_name(preset)}.yaml")
     about = str(node.pop(ABOUT_KEY, "") or "")
     return node, about
 
@@ -385,13 +388,14 @@ def validate(config: SynthConfig) -> None:
         raise ValueError("invalid synthetic config: " + "; ".join(problems))
 
 
-def make_config(preset: str = "default", dotlist: Sequence[str] = (), **overrides: Any) -> SynthConfig:
+def make_config(preset: str | None = "default", dotlist: Sequence[str] = (), **overrides: Any) -> SynthConfig:
     """The config of a preset, then command-line style ``dotlist`` overrides (``"effects.adc_change=0.2"``),
     then dotted keyword overrides with Python values, e.g.
     ``make_config("tiny", **{"n_patients": 12, "effects.adc_change": 0.2})`` (``__`` also separates levels).
 
     Raises ``KeyError`` for an unknown preset or key, ``ValueError`` for a value of the wrong type or
     a configuration the generator cannot honour; both name the key."""
+    preset = preset_name(preset)
     settings, _ = _preset_file(preset)
     node = _merge(OmegaConf.structured(SynthConfig), settings, f"preset {preset}")
     node.preset = preset
@@ -404,7 +408,24 @@ def make_config(preset: str = "default", dotlist: Sequence[str] = (), **override
             OmegaConf.update(node, key, value, merge=True)
         except (ConfigKeyError, ConfigAttributeError, ValidationError) as err:
             raise _key_error(err, "override") from None
+    if node.preset != preset:  # the recorded preset must be the one whose settings were used
+        raise ValueError(f"the preset is chosen, not overridden: preset={node.preset} would label the settings "
+                         f"of preset {preset!r} with another name; pass it as the preset instead "
+                         f"(dlm-synth --preset {node.preset})")
     return _to_config(node)
+
+
+def cohort_folder_name(preset: str | None, n_patients: int | None = None, seed: int = 0) -> str:
+    """``synthetic_<preset>_n<patients>_seed<seed>``: the folder a synthetic cohort with these
+    generation settings is written to by the training configuration (``n_patients`` None: the
+    preset's), so that cohorts of different settings never share a folder."""
+    name = preset_name(preset)
+    if n_patients is None:
+        n_patients = _preset_file(name)[0].get("n_patients", SynthConfig.n_patients)
+    for key, value in (("n_patients", n_patients), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"synthetic {key} must be a whole number, got {value!r}")
+    return f"synthetic_{name}_n{n_patients}_seed{seed}"
 
 
 def config_from_dict(data: dict[str, Any]) -> SynthConfig:
@@ -413,7 +434,8 @@ def config_from_dict(data: dict[str, Any]) -> SynthConfig:
 
 
 def settable_keys(preset: str | None = None) -> list[tuple[str, str, Any]]:
-    """``(dotted key, type, value)`` of every generator setting: the defaults, or ``preset``'s values."""
+    """``(dotted key, type, value)`` of every generator setting: the defaults, or ``preset``'s values
+    (``preset`` itself is chosen, not set)."""
     config = make_config(preset) if preset is not None else SynthConfig()
 
     def walk(obj: Any, prefix: str):
@@ -426,4 +448,4 @@ def settable_keys(preset: str | None = None) -> list[tuple[str, str, Any]]:
                 tp = hints[f.name]
                 yield prefix + f.name, tp.__name__ if isinstance(tp, type) else str(tp), value
 
-    return list(walk(config, ""))
+    return [item for item in walk(config, "") if item[0] != "preset"]

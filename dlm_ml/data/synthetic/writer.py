@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import uuid
@@ -81,13 +82,27 @@ def _check_target(out: Path, overwrite: bool) -> None:
             raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace it")
 
 
+def _rename_unless_written(tmp: Path, out: Path) -> None:
+    """Move the finished cohort ``tmp`` to ``out`` unless a cohort appeared there meanwhile (another
+    process of a sweep writing the same one): a folder others may be reading is never replaced
+    without ``overwrite``. The rename fails on a non-empty target, so the check has no race."""
+    try:
+        tmp.rename(out)
+    except OSError as err:
+        if out.is_dir() and any(out.iterdir()):
+            raise FileExistsError(f"{out} was written by another process while this one generated it") from err
+        raise
+
+
 def generate_cohort(out_dir: str | os.PathLike, config: SynthConfig, *, progress: bool = True,
                     overwrite: bool = False) -> Path:
     """Write the cohort ``config`` describes to ``out_dir`` and return its path.
 
     Deterministic for a given config. Built in a hidden sibling folder and renamed
     into place at the end, so an interrupted run never leaves a cohort that looks
-    complete. Refuses a non-empty ``out_dir`` unless ``overwrite``.
+    complete. Refuses a non-empty ``out_dir`` unless ``overwrite``, also one that another process
+    finished meanwhile (``FileExistsError``; its folder is left as it is). ``truth/config.json``
+    records every setting (:func:`config_differences` compares a cohort with a config).
     """
     out = Path(out_dir).absolute()
     _check_target(out, overwrite)
@@ -121,13 +136,13 @@ def generate_cohort(out_dir: str | os.PathLike, config: SynthConfig, *, progress
             "synthetic": {"preset": config.preset, "seed": config.seed, "n_patients": config.n_patients},
         }
         atomic_write_text(tmp / schema.COHORT_YAML, yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
-        if out.exists():
+        if overwrite and out.exists():
             old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
             out.rename(old)
             tmp.rename(out)
             shutil.rmtree(old)
         else:
-            tmp.rename(out)
+            _rename_unless_written(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -136,3 +151,34 @@ def generate_cohort(out_dir: str | os.PathLike, config: SynthConfig, *, progress
 
 def disk_usage(path: str | os.PathLike) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+#: Generator settings that do not change what is written.
+OUTPUT_NEUTRAL_KEYS = frozenset({"n_workers"})
+
+
+def config_differences(root: str | os.PathLike, config: SynthConfig) -> list[str]:
+    """How the synthetic cohort at ``root`` differs from the one ``config`` generates, read from the
+    settings it records (``truth/config.json``, written with the cohort): one ``key: recorded X,
+    asked Y`` per differing setting (``n_workers`` aside: it does not change the output), or one
+    line saying it records none (not a cohort of this generator). Empty: the same cohort."""
+    path = Path(root) / schema.TRUTH_DIR / "config.json"
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        return [f"no generation settings recorded ({path}: {err.__class__.__name__})"]
+    asked = _flatten(json.loads(config.to_json()))
+    recorded = _flatten(recorded)
+    return [f"{key}: recorded {json.dumps(recorded.get(key))}, asked {json.dumps(asked.get(key))}"
+            for key in sorted(set(asked) | set(recorded))
+            if key not in OUTPUT_NEUTRAL_KEYS and recorded.get(key) != asked.get(key)]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat

@@ -26,6 +26,8 @@ from dlm_ml.cli.synth import main
 from dlm_ml.data.cohort import schema
 from dlm_ml.data.synthetic import (
     SynthConfig,
+    cohort_folder_name,
+    config_differences,
     config_from_dict,
     generate_cohort,
     make_config,
@@ -165,11 +167,21 @@ def test_a_bad_preset_file_is_refused_naming_preset_and_key(tmp_path, monkeypatc
         make_config("typed")
 
 
-def test_preset_named_null_versus_no_preset():
-    # YAML and the Hydra command line read an unquoted null as None: refused, saying how to quote it
-    with pytest.raises(ValueError, match="quote it"):
-        make_config(None)
-    assert make_config("null").preset == "null"
+def test_no_preset_is_the_preset_named_null():
+    # YAML and the Hydra command line read an unquoted null as None: a cohort always has a
+    # preset, so None can only mean the one named null
+    assert make_config(None) == make_config("null")
+    assert make_config(None).preset == "null" and make_config(None).effects.pcr_coupling == 0.0
+    with pytest.raises(KeyError, match="unknown preset 'nul'"):
+        make_config("nul")
+
+
+def test_the_preset_is_chosen_never_relabelled_by_an_override():
+    # a cohort records the preset whose settings made it: --set preset=easy over the default is refused
+    with pytest.raises(ValueError, match="the preset is chosen, not overridden"):
+        make_config("default", ["preset=easy"])
+    with pytest.raises(ValueError, match="the preset is chosen, not overridden"):
+        make_config("tiny", ["preset=default"])
 
 
 # --- layout -----------------------------------------------------------------------------------
@@ -522,6 +534,46 @@ def test_refuses_non_empty_folder_and_leaves_no_partial_cohort(tmp_path, monkeyp
         generate_cohort(fresh, make_config("tiny", n_patients=3, n_workers=1), progress=False)
     assert not fresh.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort"]  # no temporary folder left behind
+
+
+def test_a_cohort_written_meanwhile_by_another_process_is_never_replaced(tmp_path, monkeypatch):
+    target = tmp_path / "cohort"
+    render = synth_writer.render_patient
+
+    def another_process_finishes_first(spec, root, adc_max):
+        if not target.exists():
+            target.mkdir()
+            (target / "theirs.txt").write_text("x")
+        return render(spec, root, adc_max)
+
+    monkeypatch.setattr(synth_writer, "render_patient", another_process_finishes_first)
+    with pytest.raises(FileExistsError, match="written by another process"):
+        generate_cohort(target, make_config("tiny", n_patients=2, n_workers=1), progress=False)
+    assert [p.name for p in target.iterdir()] == ["theirs.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort"]  # no temporary folder left behind
+
+
+def test_config_differences_name_each_setting_and_ignore_workers(tmp_path):
+    config = make_config("tiny", n_patients=2, seed=3)
+    root = generate_cohort(tmp_path / "c", config, progress=False)
+    assert config_differences(root, make_config("tiny", n_patients=2, seed=3, n_workers=2)) == []
+    easy = config_differences(root, make_config("easy", n_patients=3, seed=3))
+    assert easy == sorted(easy)  # one line per setting, by key
+    assert {"anatomy.scale: recorded 0.55, asked 0.8", 'preset: recorded "tiny", asked "easy"',
+            "effects.adc_change: recorded 0.22, asked 0.45", "n_patients: recorded 2, asked 3"} <= set(easy)
+    assert not [line for line in easy if line.startswith("n_workers")]
+    assert "n_patients: recorded 2, asked 3" in config_differences(root, make_config("tiny", n_patients=3, seed=3))
+    assert config_differences(tmp_path, config)[0].startswith("no generation settings recorded")
+
+
+def test_cohort_folder_name_says_preset_size_and_seed():
+    assert cohort_folder_name("tiny", None, 7) == "synthetic_tiny_n10_seed7"  # the preset's 10 patients
+    assert cohort_folder_name("default", 24, 0) == "synthetic_default_n24_seed0"
+    assert cohort_folder_name(None, None, 1) == "synthetic_null_n100_seed1"
+    with pytest.raises(ValueError, match="seed must be a whole number"):
+        cohort_folder_name("tiny", None, "1")
+    with pytest.raises(KeyError, match="unknown preset"):
+        cohort_folder_name("tny", None, 1)
 
 
 def test_cli_writes_cohort_and_reports(tmp_path, capsys):
