@@ -64,7 +64,8 @@ class ResumeCheckpoint(Checkpoint):
         # Early stopping decided at this epoch end: a fold resumed from this file trains no further.
         self._training_stopped = bool(trainer.should_stop)
         with atomic_path(self.path) as tmp:
-            trainer.save_checkpoint(tmp)
+            # The full training state (optimizer, loops, callbacks): weights alone resume nothing.
+            trainer.save_checkpoint(tmp, weights_only=False)
         _fsync_folder(self.path.parent)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
