@@ -135,21 +135,27 @@ def test_reproduce_refuses_changed_cohort_and_code(workspace, original, tmp_path
     assert f"the run was made at commit {'0' * 40}" in proc.stderr
 
 
+def _train_in_background(root: Path, cohort: Path, env: dict, *extra: str):
+    """Start ``dlm-train`` without waiting for it; returns the process and a function listing the
+    run folders made since (the new run's among them)."""
+    log_dir = root / "outputs/logs/train/runs"
+    before = set(log_dir.iterdir()) if log_dir.is_dir() else set()
+    proc = subprocess.Popen([PY, "-m", "dlm_ml.train", *_args(root, cohort, *extra)], cwd=root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, lambda: (set(log_dir.iterdir()) - before) if log_dir.is_dir() else set()
+
+
 def test_resume_after_sigterm_equals_uninterrupted(workspace, tmp_path):
     root, cohort, env = workspace
     extra = ["trainer.max_epochs=25", "callbacks.early_stopping.patience=100", "logger.experiment_name=resume"]
     _train(root, cohort, env, *extra)
     client = MlflowClient(_uri(root))
     uninterrupted = _train_runs(client, "resume")[-1]
-    log_dir = root / "outputs/logs/train/runs"
-    before = set(log_dir.iterdir())
-    proc = subprocess.Popen([PY, "-m", "dlm_ml.train", *_args(root, cohort, *extra)], cwd=root, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, new_run_folders = _train_in_background(root, cohort, env, *extra)
     deadline = time.time() + 300
     checkpoint = None
     while time.time() < deadline and checkpoint is None:
-        new = set(log_dir.iterdir()) - before
-        candidates = [d / "fold_1/resume/last.ckpt" for d in new]
+        candidates = [d / "fold_1/resume/last.ckpt" for d in new_run_folders()]
         checkpoint = next((c for c in candidates if c.is_file()), None)
         time.sleep(0.05)
     assert checkpoint is not None, "training never reached fold 1"

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from dlm_ml.data.synthetic import generate_cohort, make_config
 from dlm_ml.models.callbacks import epochs_in_resume_checkpoint
 from dlm_ml.training.cross_validation import RESUMED_AFTER_EPOCHS_TAG
-from tests.cli.test_reproducibility import PY, _args, _predictions, _train, _train_runs, _uri
+from tests.cli.test_reproducibility import _predictions, _train, _train_in_background, _train_runs, _uri
 
 pytestmark = pytest.mark.slow  # trains through the real command three times
 
@@ -23,12 +23,12 @@ EXTRA = ["trainer.max_epochs=8", "callbacks.early_stopping.patience=100", "logge
 KILL_FOLD, KILL_AFTER_EPOCHS = 1, 3
 
 
-def _kill_after_epochs(proc: subprocess.Popen, log_dir, before: set, fold: int, epochs: int) -> int:
+def _kill_after_epochs(proc: subprocess.Popen, new_run_folders, fold: int, epochs: int) -> int:
     """SIGKILL ``proc`` once fold ``fold`` of its run has finished ``epochs`` epochs; returns how
     many it had finished by then (read from the fold's resume checkpoint)."""
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
-        for run_dir in set(log_dir.iterdir()) - before if log_dir.is_dir() else ():
+        for run_dir in new_run_folders():
             last = run_dir / f"fold_{fold}" / "resume" / "last.ckpt"
             if last.is_file() and (done := epochs_in_resume_checkpoint(last)) >= epochs:
                 proc.send_signal(signal.SIGKILL)
@@ -46,11 +46,8 @@ def test_killed_mid_fold_then_resumed_equals_uninterrupted(tmp_path):
     client = MlflowClient(_uri(root))
     uninterrupted = _train_runs(client, "mid_fold")[-1]
 
-    log_dir = root / "outputs/logs/train/runs"
-    before = set(log_dir.iterdir())
-    proc = subprocess.Popen([PY, "-m", "dlm_ml.train", *_args(root, cohort, *EXTRA)], cwd=root, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    finished_epochs = _kill_after_epochs(proc, log_dir, before, KILL_FOLD, KILL_AFTER_EPOCHS)
+    proc, new_run_folders = _train_in_background(root, cohort, env, *EXTRA)
+    finished_epochs = _kill_after_epochs(proc, new_run_folders, KILL_FOLD, KILL_AFTER_EPOCHS)
     killed = _train_runs(client, "mid_fold")[-1]
     assert killed.info.run_id != uninterrupted.info.run_id
     assert killed.info.status == "RUNNING"  # a SIGKILL leaves the run as it was; its process is gone

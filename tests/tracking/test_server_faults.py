@@ -10,13 +10,13 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from dlm_ml.tracking.client import HTTP_FAIL_FAST
+from tests.waiting import wait_for
 
 #: A run that logs a metric every 0.2 s until something stops it; touches ``started`` once its
 #: first metric is stored.
@@ -53,15 +53,6 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _wait_for(condition, limit_s: float) -> bool:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.5)
-    return condition()
-
-
 def _client_env() -> dict[str, str]:
     """This environment without MLflow request settings of its own (the command chooses them)."""
     return {k: v for k, v in os.environ.items() if k not in HTTP_FAIL_FAST}
@@ -80,7 +71,8 @@ def mlflow_server(tmp_path):
          str(tmp_path / "server_artifacts"), "--workers", "1"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        assert _wait_for(lambda: _answers(url) or server.poll() is not None, 240) and server.poll() is None, \
+        answered = wait_for(lambda: _answers(url) or server.poll() is not None, 240, poll_s=0.5)
+        assert answered and server.poll() is None, \
             (tmp_path / "server.log").read_text()[-3000:]
         yield url, server
     finally:
@@ -98,7 +90,7 @@ def test_a_server_that_dies_mid_run_ends_the_run_with_an_error_naming_it(tmp_pat
     job = subprocess.Popen([sys.executable, str(job_file), url, str(started)], env=_client_env(),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert _wait_for(lambda: started.exists() or job.poll() is not None, 240) and job.poll() is None, \
+        assert wait_for(lambda: started.exists() or job.poll() is not None, 240, poll_s=0.5) and job.poll() is None, \
             job.communicate()[1][-3000:]
         os.killpg(server.pid, signal.SIGKILL)  # the server and its workers die mid-run
         server.wait(timeout=60)

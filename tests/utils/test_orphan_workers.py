@@ -8,9 +8,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
+
+from tests.waiting import wait_for
 
 psutil = pytest.importorskip("psutil")
 
@@ -43,15 +44,6 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _wait_for(condition, limit_s: float) -> bool:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return condition()
-
-
 def test_kill_9_of_the_parent_ends_its_pool_workers(tmp_path):
     script = tmp_path / "pool_job.py"
     script.write_text(SCRIPT)
@@ -60,7 +52,7 @@ def test_kill_9_of_the_parent_ends_its_pool_workers(tmp_path):
     parent = subprocess.Popen([sys.executable, str(script), str(pid_dir)], cwd=tmp_path)
     workers: list[int] = []
     try:
-        assert _wait_for(lambda: len(list(pid_dir.glob("*.pid"))) == 2 or parent.poll() is not None, 120), \
+        assert wait_for(lambda: len(list(pid_dir.glob("*.pid"))) == 2 or parent.poll() is not None, 120), \
             "the pool's workers did not start"
         assert parent.poll() is None, f"the pool job ended early with status {parent.returncode}"
         workers = [int(p.stem) for p in pid_dir.glob("*.pid")]
@@ -68,7 +60,7 @@ def test_kill_9_of_the_parent_ends_its_pool_workers(tmp_path):
 
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait(timeout=30)
-        assert _wait_for(lambda: not any(_alive(pid) for pid in workers), 30), \
+        assert wait_for(lambda: not any(_alive(pid) for pid in workers), 30), \
             f"pool workers {[pid for pid in workers if _alive(pid)]} outlived their killed parent"
     finally:
         for pid in [parent.pid, *workers]:
