@@ -75,8 +75,11 @@ def _defaults_groups(config_name: str) -> list[str]:
     entries = (yaml.safe_load((CONF_DIR / f"{config_name}.yaml").read_text()) or {}).get("defaults", [])
     groups = []
     for entry in entries:
-        if not isinstance(entry, dict):
-            continue  # _self_
+        if isinstance(entry, str):
+            # A primary config that extends another (tune.yaml: `- train`) takes that one's groups too.
+            if entry != "_self_" and (CONF_DIR / f"{entry}.yaml").is_file():
+                groups += [g for g in _defaults_groups(entry) if g not in groups]
+            continue
         for key in entry:
             group = str(key).removeprefix("override ").removeprefix("optional ").strip().lstrip("/")
             group = group.split("@", 1)[0]

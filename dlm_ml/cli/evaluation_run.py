@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from dlm_ml.evaluation.evaluate import Evaluation, evaluate
 from dlm_ml.tracking import train_runs
+from dlm_ml.utils.timing import stage
 
 
 def evaluate_into_run(client, run_id: str, predictions: pd.DataFrame, cohort, thresholds: pd.DataFrame | None,
@@ -18,8 +19,9 @@ def evaluate_into_run(client, run_id: str, predictions: pd.DataFrame, cohort, th
     """Evaluate ``predictions`` against ``cohort``'s readers (settings: the ``evaluation`` config
     group), write the report under ``out_dir``, log metrics, counts and files to ``run_id`` and
     print the headline table."""
-    evaluation = evaluate(predictions, cohort, thresholds, Path(out_dir),
-                          settings=hydra.utils.instantiate(evaluation_cfg), header=header, model_name=model_name)
-    train_runs.log_evaluation(client, run_id, evaluation)
+    with stage("evaluation"):
+        evaluation = evaluate(predictions, cohort, thresholds, Path(out_dir), settings=hydra.utils.instantiate(
+            evaluation_cfg), header=header, model_name=model_name)
+        train_runs.log_evaluation(client, run_id, evaluation)
     print(evaluation.table_text)
     return evaluation

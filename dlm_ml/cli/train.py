@@ -3,7 +3,9 @@
 Composes the layers: tracking store (``logger``), cohort and patches (``data``), folds, the fold
 loop (:mod:`dlm_ml.training`) recorded in per-fold child runs, reader-matched thresholds chosen
 on each fold's validation lesions, evaluation against the readers. ``resume=true`` (or
-``resume=<run id>``) continues an interrupted run into the same parent run.
+``resume=<run id>``) continues an interrupted run into the same parent run. ``data.fold=k`` trains
+fold k alone as one job of a shared parent run (:mod:`dlm_ml.cli.train_fold_job`); ``finalise=true``
+gathers those fold jobs into it, as a resume whose every fold has finished.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from dlm_ml.cli.config import CONF_DIR
 from dlm_ml.cli.errors import command_errors
 from dlm_ml.cli.evaluation_run import evaluate_into_run
+from dlm_ml.cli.stage_times import log_stage_table
+from dlm_ml.cli.train_fold_job import fold_job_mode, train_fold_job
 from dlm_ml.cli.train_inputs import is_tabular, training_inputs
 from dlm_ml.data.cohort.fingerprint import cohort_file_digests, fingerprint_from_digests
-from dlm_ml.data.folds import FOLD_LABEL_COLUMN
+from dlm_ml.data.folds import FOLD_LABEL_COLUMN, held_out_folds
 from dlm_ml.data.prepare import prepare_cohort
 from dlm_ml.data.validation_design import FoldsFile
 from dlm_ml.evaluation.thresholds import reader_matched_thresholds
@@ -40,6 +44,7 @@ from dlm_ml.training.posthoc import calibrate_folds, fold_calibrations
 from dlm_ml.training.tabular import cross_validate_tabular
 from dlm_ml.utils.atomic import atomic_write_csv
 from dlm_ml.utils.signals import raise_on_sigterm
+from dlm_ml.utils.timing import reset_stages
 
 log = logging.getLogger("dlm_ml.train")
 
@@ -52,11 +57,30 @@ def fold_thresholds(result: CrossValidationResult, readings: pd.DataFrame) -> pd
                       for f in result.folds], ignore_index=True)
 
 
-def _folds(cfg: DictConfig, lesions: pd.DataFrame, cohort):
+def validation_folds(cfg: DictConfig, lesions: pd.DataFrame, cohort):
     """The validation design (``data.validation``, or the split of ``data.folds_file``) and its folds."""
     design = FoldsFile(cfg.data.folds_file) if cfg.data.get("folds_file") else hydra.utils.instantiate(
         cfg.data.validation)
     return design, design.folds(lesions, cohort.patients, int(cfg.seed))
+
+
+def log_out_of_fold_tables(client, run_id: str, result: CrossValidationResult, calibration, fitted: dict | None,
+                           cohort, design, folds: pd.DataFrame, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The run's out-of-fold record: each fold's predictions calibrated (maps ``fitted`` on its
+    validation lesions, or fitted here), reader-matched thresholds chosen on the training side,
+    written and logged as ``predictions.csv``, ``thresholds.csv`` (and ``calibration.csv``).
+    Returns the predictions (with each test fold's name in the design) and the thresholds."""
+    result, calibrations = calibrate_folds(result, calibration, fitted)
+    thresholds = fold_thresholds(result, cohort.readings)
+    # the design's name of each test fold (a site for leave-one-site-out), shown per fold in the report
+    predictions = result.predictions.assign(
+        **{FOLD_LABEL_COLUMN: result.predictions.fold.map(design.fold_labels(folds))})
+    tables = [("predictions.csv", predictions), ("thresholds.csv", thresholds)]
+    if len(calibrations):
+        tables.append(("calibration.csv", calibrations))
+    for name, table in tables:
+        tracking.log_file(client, run_id, atomic_write_csv(out_dir / name, table))
+    return predictions, thresholds
 
 
 def log_ensemble(cfg: DictConfig, client, run_id: str, tracker, inputs, result: CrossValidationResult,
@@ -77,13 +101,20 @@ def log_ensemble(cfg: DictConfig, client, run_id: str, tracker, inputs, result: 
 def train(cfg: DictConfig) -> dict:
     """The whole training job; returns the parent run id, output folder and evaluation."""
     started = time.time()
+    reset_stages()  # a job of a sweep run earlier in this process leaves its stage times behind
     raise_on_sigterm()
     tracker = hydra.utils.instantiate(cfg.logger)
     client = tracker.client  # an unreachable server stops us here, before any work
     resolved = OmegaConf.to_container(cfg, resolve=True)
     digest = train_runs.config_digest(resolved)
-    resumed = train_runs.find_resumable(tracker, cfg.resume, digest) if cfg.get("resume") else None
-    out_dir = Path(resumed.data.tags["output_dir"]) if resumed else Path(cfg.paths.output_dir)
+    mode = fold_job_mode(cfg)
+    shared = train_runs.fold_jobs_folder(cfg.paths.fold_jobs_dir, digest) if mode else None
+    if mode == "finalise":
+        resumed = train_runs.parent_to_finalise(tracker, shared, digest)
+    else:
+        resumed = train_runs.find_resumable(tracker, cfg.resume, digest) if cfg.get("resume") else None
+    out_dir = shared if mode == "fold" else Path(resumed.data.tags["output_dir"]) if resumed else Path(
+        cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     if not is_tabular(cfg):
@@ -95,33 +126,50 @@ def train(cfg: DictConfig) -> dict:
     if resumed and resumed.data.tags.get("cohort_fingerprint") != fingerprint:
         raise ValueError(f"cohort {cohort.root} changed since run {resumed.info.run_id} started; cannot resume")
     inputs = training_inputs(cfg, cohort)
-    design, folds = _folds(cfg, inputs.lesions, cohort)
-    folds_path = atomic_write_csv(out_dir / "folds.csv", folds)
+    design, folds = validation_folds(cfg, inputs.lesions, cohort)
+    if mode == "finalise":
+        train_runs.check_folds_agree(out_dir / "folds.csv", folds)
     # Determinism as training will run it, so the provenance tag records the true state.
     deterministic = seed_everything(int(cfg.seed), cfg.trainer.get("deterministic"))
 
-    overrides = train_runs.command_line_overrides()
+    overrides = train_runs.without_fold_job_overrides(train_runs.command_line_overrides())
     model_name = train_runs.config_choice("model")
     run_name = resumed.info.run_name if resumed else (
         tracker.run_name or train_runs.run_name_from_overrides(overrides, cfg.task_name))
-    tags = {"dlm_ml.resumed": "true"} if resumed else {
+    tags = {"dlm_ml.finalised" if mode else "dlm_ml.resumed": "true"} if resumed else {
         "dlm_ml.role": "train", MODEL_NAME_TAG: model_name, train_runs.CONFIG_DIGEST_TAG: digest,
         **train_runs.sweep_tags(),
         **({"dlm_ml.reproduces": str(cfg.reproduce_of)} if cfg.get("reproduce_of") else {})}
+
+    def start_run(run_id: str, folds_path: Path) -> dict:
+        # A fold job's parent records the configuration of all its folds (data.fold: null).
+        run_cfg = OmegaConf.merge(cfg, {"data": {"fold": None}}) if mode else cfg
+        code = record_provenance(client, run_id, config_yaml=OmegaConf.to_yaml(run_cfg, resolve=True),
+                                 resolved=OmegaConf.to_container(run_cfg, resolve=True), overrides=overrides,
+                                 cohort=cohort, fingerprint=fingerprint,
+                                 digests=digests, out_dir=out_dir, torch_deterministic=deterministic)
+        train_runs.log_training_data(client, run_id, cohort=cohort, validation_summary=report.summary(),
+                                     inputs=inputs, folds=folds, folds_path=folds_path)
+        return code
+
+    if mode == "fold":
+        return train_fold_job(cfg, tracker, out_dir, inputs, folds, run_name=run_name, start_parent=start_run,
+                              tags={k: v for k, v in tags.items() if k != "dlm_ml.sweep_job"})
+    if mode == "finalise" and (missing := MlflowFoldRecorder(tracker, resumed.info.run_id).not_finished(
+            held_out_folds(folds))):
+        raise ValueError("finalise: not every fold has finished; " + "; ".join(
+            f"fold {fold}: {what}" for fold, what in missing.items()) + f" (in {out_dir}). Run those fold jobs "
+            "(data.fold=k) again, then finalise")
+    folds_path = atomic_write_csv(out_dir / "folds.csv", folds)
     # Held while this process runs the run: resume refuses a run another live process holds.
     with train_runs.holding_run_folder(out_dir), tracked_run(
             client, tracker.experiment_id, run_name=run_name, tags=tags,
             run_id=resumed.info.run_id if resumed else None) as run_id:
         try:
             if resumed:
-                log.info("resuming MLflow run %s in %s", run_id, out_dir)
+                log.info("%s MLflow run %s in %s", "finalising" if mode else "resuming", run_id, out_dir)
             else:
-                code = record_provenance(client, run_id, config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
-                                         resolved=resolved, overrides=overrides, cohort=cohort,
-                                         fingerprint=fingerprint, digests=digests, out_dir=out_dir,
-                                         torch_deterministic=deterministic)
-                train_runs.log_training_data(client, run_id, cohort=cohort, validation_summary=report.summary(),
-                                             inputs=inputs, folds=folds, folds_path=folds_path)
+                code = start_run(run_id, folds_path)
             recorder = MlflowFoldRecorder(tracker, run_id)
             if is_tabular(cfg):
                 result = cross_validate_tabular(cfg, inputs.lesions, inputs.features, folds, recorder, out_dir)
@@ -131,16 +179,8 @@ def train(cfg: DictConfig) -> dict:
             fitted = fold_calibrations(result, calibration)  # per fold, on its validation lesions
             if not is_tabular(cfg):
                 log_ensemble(cfg, client, run_id, tracker, inputs, result, fitted, out_dir, model_name)
-            result, calibrations = calibrate_folds(result, calibration, fitted)
-            thresholds = fold_thresholds(result, cohort.readings)
-            # the design's name of each test fold (a site for leave-one-site-out), shown per fold in the report
-            predictions = result.predictions.assign(
-                **{FOLD_LABEL_COLUMN: result.predictions.fold.map(design.fold_labels(folds))})
-            tables = [("predictions.csv", predictions), ("thresholds.csv", thresholds)]
-            if len(calibrations):
-                tables.append(("calibration.csv", calibrations))
-            for name, table in tables:
-                tracking.log_file(client, run_id, atomic_write_csv(out_dir / name, table))
+            predictions, thresholds = log_out_of_fold_tables(client, run_id, result, calibration, fitted, cohort,
+                                                             design, folds, out_dir)
             outcome = {"run_id": run_id, "output_dir": str(out_dir)}
             if cfg.get("evaluate", True):
                 commit = (resumed.data.tags if resumed else code).get("git_commit", "unknown")
@@ -153,6 +193,7 @@ def train(cfg: DictConfig) -> dict:
             # The whole run's time, the earlier sessions' included, also when this one is interrupted.
             elapsed = train_runs.elapsed_before(resumed) + time.time() - started
             tracking.log_metrics(client, run_id, {"elapsed_s": elapsed})
+            log_stage_table(tracker, run_id, out_dir)
     print(f"MLflow run {run_id} (experiment {tracker.experiment_name!r}); elapsed {elapsed:.1f} s")
     print(f"Open the tracking UI with:\n  {tracker.ui_command()}")
     return {**outcome, "elapsed_s": elapsed}

@@ -22,6 +22,7 @@ from dlm_ml.data.registration import registration_config_from_cfg
 from dlm_ml.data.registration.cohort import register_cohort
 from dlm_ml.models.baselines import COVARIATES, MEASUREMENTS, RADIOMICS, ROI_MEANS
 from dlm_ml.utils.hashing import payload_digest
+from dlm_ml.utils.timing import stage
 
 log = logging.getLogger("dlm_ml.train")
 
@@ -109,10 +110,12 @@ def _radiomics(cfg: DictConfig, cohort, lesions: pd.DataFrame, means_only: bool)
     registration_config = registration_config_from_cfg(cfg.data)
     if registration_config is not None and registration_config.enabled:
         channels = [(t, m) for t in config.timepoints for m in config.modalities]
-        registration = register_cohort(cohort, registration_config, cfg.paths.cache_dir, channels=channels,
-                                       patients=sorted(lesions.patient_id.unique()), log=log.info)
-    table = radiomics_features(cohort, lesions, config, cfg.paths.cache_dir, registration=registration,
-                               workers=int(cfg.data.preprocess_workers), log=log.info)
+        with stage("registration"):
+            registration = register_cohort(cohort, registration_config, cfg.paths.cache_dir, channels=channels,
+                                           patients=sorted(lesions.patient_id.unique()), log=log.info)
+    with stage("radiomics"):
+        table = radiomics_features(cohort, lesions, config, cfg.paths.cache_dir, registration=registration,
+                                   workers=int(cfg.data.preprocess_workers), log=log.info)
     log.info("radiomics: %d columns per lesion%s", table.features.shape[1] - 2,
              "" if table.from_cache else f", {table.seconds_per_lesion:.2f} s per lesion")
     return _Radiomics(table, registration)

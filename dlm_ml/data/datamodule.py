@@ -15,6 +15,7 @@ from monai.transforms import Compose
 from dlm_ml.data.covariates import CovariateEncoder, LesionCovariates
 from dlm_ml.data.folds import fold_rows
 from dlm_ml.data.patches import PatchSet
+from dlm_ml.data.samplers import RankSplitBatchSampler
 from dlm_ml.data.transforms import evaluation_transforms, training_transforms
 
 
@@ -145,11 +146,20 @@ class PCRDataModule(pl.LightningDataModule):
                           num_workers=self.num_workers, persistent_workers=False, drop_last=drop_last)
 
     def train_dataloader(self) -> DataLoader:
+        """This process's part of each global batch of ``batch_size`` lesions (all of it in a
+        single-process fit): with several processes the union of their batches of a step is the
+        single-process batch (:class:`~dlm_ml.data.samplers.RankSplitBatchSampler`)."""
         # A last training batch of one lesion is skipped: batch normalisation cannot train on a
         # single sample. The permutation changes every epoch, so no lesion is always left out.
+        order = EpochPermutationSampler(self.fit_set, seed=self.seed * 1000 + self.fold)
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            batches = RankSplitBatchSampler(order, self.batch_size, rank=trainer.global_rank,
+                                            world_size=trainer.world_size)
+            return DataLoader(self.fit_set, batch_sampler=batches, num_workers=self.num_workers,
+                              persistent_workers=False)
         lone_last = len(self.fit_set) % self.batch_size == 1 and len(self.fit_set) > 1
-        return self._loader(self.fit_set, EpochPermutationSampler(self.fit_set, seed=self.seed * 1000 + self.fold),
-                            drop_last=lone_last)
+        return self._loader(self.fit_set, order, drop_last=lone_last)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set)

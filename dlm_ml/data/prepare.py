@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dlm_ml.data.cohort import Cohort, CohortValidationError, Problem, ValidationReport, validate_cohort
 from dlm_ml.data.synthetic import cohort_folder_name, config_differences, generate_cohort, make_config
+from dlm_ml.utils.timing import stage
 
 log = logging.getLogger("dlm_ml.data")
 
@@ -30,7 +31,8 @@ def prepare_cohort(data_cfg) -> tuple[Cohort, ValidationReport]:
         _synthetic_cohort(cohort_dir, synth)
     elif not cohort_dir.exists():
         _refuse(cohort_dir, f"data.cohort_dir does not exist. {HOW_TO_MAKE_A_COHORT}")
-    report, cohort = validate_cohort(cohort_dir)
+    with stage("validation"):
+        report, cohort = validate_cohort(cohort_dir)
     report.raise_if_errors()
     for line in report.summary().splitlines():
         log.info(line)
@@ -61,7 +63,8 @@ def _synthetic_cohort(cohort_dir: Path, synth) -> None:
         log.info("writing synthetic cohort (preset %s, %d patients, seed %d) to %s", config.preset,
                  config.n_patients, config.seed, cohort_dir)
         try:
-            generate_cohort(cohort_dir, config)
+            with stage("synthesis"):
+                generate_cohort(cohort_dir, config)
         except FileExistsError:
             if not cohort_dir.is_dir():
                 raise

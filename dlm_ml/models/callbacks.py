@@ -63,6 +63,11 @@ class ResumeCheckpoint(Checkpoint):
             return
         # Early stopping decided at this epoch end: a fold resumed from this file trains no further.
         self._training_stopped = bool(trainer.should_stop)
+        if not trainer.is_global_zero:
+            # In a data-parallel fit only the first process writes; the others take part in
+            # the checkpoint's collective steps (its barrier) and write nothing.
+            trainer.save_checkpoint(self.path, weights_only=False)
+            return
         with atomic_path(self.path) as tmp:
             # The full training state (optimizer, loops, callbacks): weights alone resume nothing.
             trainer.save_checkpoint(tmp, weights_only=False)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from scipy.stats import norm
 
 from ._obuchowski import _validate_clustered
@@ -85,6 +86,62 @@ class BootstrapCI(ResultMixin):
     replicates: np.ndarray = field(
         default_factory=lambda: np.empty(0), repr=False, compare=False, metadata={"to_dict": False}
     )
+
+
+@dataclass(frozen=True)
+class ClusterResamples:
+    """Patient (cluster) resamples drawn once, for every bootstrapped quantity of one analysis.
+
+    Passed as ``resamples`` to :func:`cluster_bootstrap_auc`, :func:`cluster_bootstrap_ci`,
+    :func:`dlm_ml.stats.cluster_bootstrap_proportion` and :func:`dlm_ml.stats.roc_band`, it
+    replaces their own draws: replicate ``b`` of every quantity is then computed on the same
+    resample of patients, so the quantities' replicates are paired. A quantity on the lesions
+    of some patients only (e.g. those one reader read) takes the multiplicities of its patients:
+    the statistic of the whole resample restricted to those lesions.
+
+    Attributes
+    ----------
+    labels : ndarray [I]
+        The distinct cluster labels resampled, sorted.
+    counts : int ndarray [n_boot, I]
+        Multiplicity of each cluster in each resample (each row sums to ``I``).
+    """
+
+    labels: np.ndarray
+    counts: np.ndarray
+
+    @property
+    def n_boot(self) -> int:
+        return int(self.counts.shape[0])
+
+    def weights_for(self, labels) -> np.ndarray:
+        """[n_boot, len(labels)] multiplicities of ``labels`` (drawn clusters), in their order."""
+        labels = np.asarray(labels)
+        positions = pd.Index(self.labels).get_indexer(labels)
+        if (positions < 0).any():
+            missing = labels[positions < 0][:5].tolist()
+            raise ValueError(f"cluster(s) {missing} not among the {self.labels.size} clusters resampled; "
+                             "draw the resamples over every cluster of the analysis")
+        return self.counts[:, positions]
+
+
+def draw_cluster_resamples(clusters, *, n_boot: int = 2000,
+                           seed: int | np.random.Generator | None = 0) -> ClusterResamples:
+    """Draw ``n_boot`` resamples of the distinct clusters of ``clusters`` (``I`` draws with
+    replacement from the ``I`` clusters), the draws every bootstrap here makes for ``seed``."""
+    n_boot = check_positive_int(n_boot, "n_boot", minimum=2)
+    _, labels = check_clusters(clusters, "clusters")
+    _check_enough_clusters(len(labels))
+    return ClusterResamples(labels, _draw_cluster_counts(np.random.default_rng(seed), len(labels), n_boot))
+
+
+def _replicate_counts(resamples: ClusterResamples | None, clusters, n_clusters: int, n_boot: int,
+                      seed) -> np.ndarray:
+    """[n_boot', I] multiplicities of the ``I`` clusters of ``clusters`` (in code order): the
+    shared ``resamples`` when given (n_boot' its rows), else ``n_boot`` fresh draws from ``seed``."""
+    if resamples is None:
+        return _draw_cluster_counts(np.random.default_rng(seed), n_clusters, n_boot)
+    return resamples.weights_for(check_clusters(clusters, "clusters")[1])
 
 
 def _draw_cluster_counts(rng: np.random.Generator, n_clusters: int, n_boot: int) -> np.ndarray:
@@ -232,6 +289,7 @@ def cluster_bootstrap_auc(
     method: str = "percentile",
     seed: int | np.random.Generator | None = 0,
     direction: str = "higher_positive",
+    resamples: ClusterResamples | None = None,
 ) -> BootstrapCI:
     """Patient-level bootstrap CI of the AUC, vectorised over replicates.
 
@@ -253,6 +311,10 @@ def cluster_bootstrap_auc(
     seed : int, numpy Generator or None
         Passed to ``numpy.random.default_rng``.
     direction : {"higher_positive", "lower_positive"}
+    resamples : ClusterResamples, optional
+        Resamples drawn once for a whole analysis (:func:`draw_cluster_resamples`)
+        instead of draws from ``seed``; their rows are the replicates (``n_boot``
+        is then theirs).
 
     Returns
     -------
@@ -274,8 +336,9 @@ def cluster_bootstrap_auc(
     s = s[0]
     wauc = _WeightedAUC(t, s, codes)
     estimate = float(wauc(np.ones((1, n_cl)))[0])
-    rng = np.random.default_rng(seed)
-    reps = wauc(_draw_cluster_counts(rng, n_cl, n_boot))
+    counts = _replicate_counts(resamples, clusters, n_cl, n_boot, seed)
+    n_boot = counts.shape[0]
+    reps = wauc(counts)
 
     def jackknife() -> np.ndarray:
         return wauc(1.0 - np.eye(n_cl))  # row i: cluster i left out
@@ -294,6 +357,7 @@ def cluster_bootstrap_ci(
     alpha: float = 0.05,
     method: str = "percentile",
     seed: int | np.random.Generator | None = 0,
+    resamples: ClusterResamples | None = None,
 ) -> BootstrapCI:
     """Patient-level (cluster) bootstrap CI of any scalar metric.
 
@@ -319,6 +383,8 @@ def cluster_bootstrap_ci(
     method : {"percentile", "bca"}
         BCa acceleration from the leave-one-cluster-out jackknife.
     seed : int, numpy Generator or None
+    resamples : ClusterResamples, optional
+        As :func:`cluster_bootstrap_auc`.
 
     Returns
     -------
@@ -341,7 +407,8 @@ def cluster_bootstrap_ci(
     method = check_choice(method, "method", BOOTSTRAP_METHODS)
     if metric is roc_auc and len(arrays) == 2:
         return cluster_bootstrap_auc(
-            arrays[0], arrays[1], clusters, n_boot=n_boot, alpha=alpha, method=method, seed=seed
+            arrays[0], arrays[1], clusters, n_boot=n_boot, alpha=alpha, method=method, seed=seed,
+            resamples=resamples,
         )
     codes, labels = check_clusters(clusters, "clusters")
     data = [np.asarray(a) for a in arrays]
@@ -367,8 +434,8 @@ def cluster_bootstrap_ci(
             return float("nan")
         return value if np.isfinite(value) else float("nan")
 
-    rng = np.random.default_rng(seed)
-    counts = _draw_cluster_counts(rng, n_cl, n_boot)
+    counts = _replicate_counts(resamples, clusters, n_cl, n_boot, seed)
+    n_boot = counts.shape[0]
     reps = np.empty(n_boot)
     for b in range(n_boot):
         # Lesions of each drawn cluster, repeated by its multiplicity.

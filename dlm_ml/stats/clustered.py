@@ -20,7 +20,13 @@ cluster holds one lesion, is written out in ``_obuchowski``; the bootstrap lives
 """
 
 # BOOTSTRAP_METHODS, _draw_cluster_counts and _finish are shared with dlm_ml.stats.intervals.
-from ._cluster_bootstrap import BootstrapCI, cluster_bootstrap_auc, cluster_bootstrap_ci
+from ._cluster_bootstrap import (
+    BootstrapCI,
+    ClusterResamples,
+    cluster_bootstrap_auc,
+    cluster_bootstrap_ci,
+    draw_cluster_resamples,
+)
 from ._obuchowski import (
     CLUSTERED_AUC_CI_METHODS,
     DEFAULT_CLUSTERED_AUC_CI,
@@ -37,6 +43,8 @@ __all__ = [
     "ClusteredAUC",
     "ClusteredAUCDifference",
     "BootstrapCI",
+    "ClusterResamples",
+    "draw_cluster_resamples",
     "CLUSTERED_AUC_CI_METHODS",
     "DEFAULT_CLUSTERED_AUC_CI",
     "clustered_auc",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import norm
 
-from ._cluster_bootstrap import BOOTSTRAP_METHODS, BootstrapCI, _draw_cluster_counts, _finish
+from ._cluster_bootstrap import BOOTSTRAP_METHODS, BootstrapCI, ClusterResamples, _finish, _replicate_counts
 from ._validation import (
     ResultMixin,
     check_alpha,
@@ -29,7 +29,6 @@ from ._validation import (
     check_same_length,
     check_scores,
 )
-from .roc import roc_curve_points
 
 __all__ = [
     "PROPORTION_METRICS",
@@ -83,6 +82,7 @@ def cluster_bootstrap_proportion(
     alpha: float = 0.05,
     method: str = "percentile",
     seed: int | np.random.Generator | None = 0,
+    resamples: ClusterResamples | None = None,
 ) -> BootstrapCI:
     """Patient-bootstrap CI of a proportion of binary calls.
 
@@ -96,7 +96,7 @@ def cluster_bootstrap_proportion(
     truth, call : array-like of 0/1, shape (n,)
     clusters : array-like, shape (n,) — patient of each observation.
     metric : {"sensitivity", "specificity", "ppv", "npv"}
-    n_boot, alpha, method, seed : as :func:`dlm_ml.stats.cluster_bootstrap_ci`.
+    n_boot, alpha, method, seed, resamples : as :func:`dlm_ml.stats.cluster_bootstrap_ci`.
 
     Returns
     -------
@@ -132,7 +132,9 @@ def cluster_bootstrap_proportion(
     if not np.isfinite(estimate):
         raise ValueError(f"{metric} is undefined on these data: its denominator "
                          f"({' + '.join(den_cells)}) is 0.")
-    reps = values(_draw_cluster_counts(np.random.default_rng(seed), n_cl, n_boot).astype(float))
+    counts = _replicate_counts(resamples, clusters, n_cl, n_boot, seed)
+    n_boot = counts.shape[0]
+    reps = values(counts.astype(float))
 
     def jackknife() -> np.ndarray:
         return values(1.0 - np.eye(n_cl))  # row i: patient i left out
@@ -162,13 +164,20 @@ class ROCBand(ResultMixin):
 
 
 def roc_band(truth, score, clusters, *, n_boot: int = 2000, alpha: float = 0.05,
-             seed: int | np.random.Generator | None = 0, fpr=ROC_BAND_FPR) -> ROCBand:
+             seed: int | np.random.Generator | None = 0, fpr=ROC_BAND_FPR,
+             resamples: ClusterResamples | None = None) -> ROCBand:
     """Pointwise patient-bootstrap band of the ROC curve of ``score``.
 
     Each replicate resamples patients with replacement (all lesions of a drawn patient, as
     often as it is drawn); its true-positive rate is read at the fixed false-positive rates
     ``fpr`` (linear interpolation between vertices, the upper value at vertical steps); the
-    band is the percentile interval at each rate.
+    band is the percentile interval at each rate. ``resamples``: as
+    :func:`dlm_ml.stats.cluster_bootstrap_auc`.
+
+    The replicate curves come from patient multiplicities as lesion weights, all at once:
+    lesions are sorted by score once, and a replicate's vertices are the cumulative weighted
+    true and false positives at the ends of the tie runs. A lesion of an undrawn patient
+    (weight 0) only repeats a vertex, which changes no curve.
 
     Raises
     ------
@@ -177,27 +186,29 @@ def roc_band(truth, score, clusters, *, n_boot: int = 2000, alpha: float = 0.05,
     """
     n_boot = check_positive_int(n_boot, "n_boot", minimum=2)
     alpha = check_alpha(alpha)
-    t = check_binary(truth, "truth", require_both=True)
+    t = check_binary(truth, "truth", require_both=True).astype(bool)
     s = check_scores(score, "score")
     codes, labels = check_clusters(clusters, "clusters")
     check_same_length(truth=t, score=s, clusters=codes)
     grid = np.asarray(fpr, dtype=float)
-    members = [np.flatnonzero(codes == i) for i in range(len(labels))]
-    counts = _draw_cluster_counts(np.random.default_rng(seed), len(labels), n_boot)
-    tprs, failed = [], 0
-    for b in range(n_boot):
-        # Lesions of each drawn patient, repeated by its multiplicity.
-        idx = np.concatenate([np.tile(members[c], k) for c, k in enumerate(counts[b]) if k])
-        if len(np.unique(t[idx])) < 2:
-            failed += 1
-            continue
-        curve = roc_curve_points(t[idx], s[idx])
-        tprs.append(np.interp(grid, curve.fpr, curve.tpr))
-    if len(tprs) < 2:
-        raise ValueError(f"only {len(tprs)} of {n_boot} bootstrap replicates held both classes")
-    low, high = np.quantile(np.vstack(tprs), [alpha / 2, 1 - alpha / 2], axis=0)
-    return ROCBand(fpr=grid, tpr_low=low, tpr_high=high, n_boot=n_boot, n_failed=failed,
-                   n_clusters=len(labels), alpha=alpha)
+    counts = _replicate_counts(resamples, clusters, len(labels), n_boot, seed).astype(float)
+    order = np.argsort(-s, kind="mergesort")
+    last = np.r_[np.flatnonzero(np.diff(s[order]) != 0), s.size - 1]  # last lesion of each tie run
+    weights = counts[:, codes[order]]  # [n_boot, n lesions], by decreasing score
+    positives = np.where(t[order], weights, 0.0)
+    tps = np.cumsum(positives, axis=1)[:, last]
+    fps = np.cumsum(weights - positives, axis=1)[:, last]
+    n_pos, n_neg = tps[:, -1], fps[:, -1]
+    both = (n_pos > 0) & (n_neg > 0)
+    if both.sum() < 2:
+        raise ValueError(f"only {int(both.sum())} of {counts.shape[0]} bootstrap replicates held both classes")
+    zero = np.zeros((int(both.sum()), 1))
+    tpr = np.hstack([zero, tps[both] / n_pos[both, None]])
+    fpr_vertices = np.hstack([zero, fps[both] / n_neg[both, None]])
+    tprs = np.vstack([np.interp(grid, x, y) for x, y in zip(fpr_vertices, tpr)])
+    low, high = np.quantile(tprs, [alpha / 2, 1 - alpha / 2], axis=0)
+    return ROCBand(fpr=grid, tpr_low=low, tpr_high=high, n_boot=counts.shape[0],
+                   n_failed=int((~both).sum()), n_clusters=len(labels), alpha=alpha)
 
 
 def wald_interval(estimate: float, se: float, *, alpha: float = 0.05) -> tuple[float, float]:

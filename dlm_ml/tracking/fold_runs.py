@@ -112,6 +112,21 @@ class MlflowFoldRecorder:
         return {name: pd.read_csv(download_artifact(client, child.info.run_id, name), dtype=_ID_DTYPES)
                 for name in names}
 
+    def not_finished(self, folds: list[int]) -> dict[int, str]:
+        """Of ``folds``, those without a completely recorded, FINISHED run, each with what its
+        run is instead (none, RUNNING, FAILED, finished without its record): what a finalise
+        step refuses to gather."""
+        missing = {}
+        for fold in folds:
+            child = self.children().get(fold)
+            if child is None:
+                missing[fold] = "no run"
+            elif child.info.status != "FINISHED":
+                missing[fold] = f"run {child.info.run_id} is {child.info.status}"
+            elif child.data.tags.get(FOLD_RECORDED_TAG) != "true":
+                missing[fold] = f"run {child.info.run_id} finished without its complete record"
+        return missing
+
     @contextmanager
     def open_fold(self, fold: int) -> Iterator[MlflowFoldRun]:
         existing = self.children().get(fold)

@@ -1,5 +1,6 @@
-"""The parent run of ``dlm-train``: its name, its config digest, finding the run to resume, and
-logging what the run was trained on (folds, cohort validation, registration)."""
+"""The parent run of ``dlm-train``: its name, its config digest, finding the run to resume, the
+parent that the fold jobs of one configuration share, and logging what the run was trained on
+(folds, cohort validation, registration)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import fcntl
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from dlm_ml.data.folds import folds_hash
 from dlm_ml.tracking.client import log_file, log_metrics, log_text, set_tags
 from dlm_ml.tracking.config_keys import is_result_key, result_config
 from dlm_ml.tracking.tracker import MlflowTracker
+from dlm_ml.utils.atomic import atomic_write_text
 from dlm_ml.utils.hashing import payload_digest
 
 CONFIG_DIGEST_TAG = "dlm_ml.config_sha256"
@@ -40,10 +42,27 @@ class RunHeldElsewhere(RuntimeError):
     """The run is still running in another live process (this host or another node)."""
 
 
+#: Overrides that choose how a configuration's folds are run, not what they compute: one fold as its
+#: own job (``data.fold=k``) and gathering the fold jobs (``finalise=true``).
+FOLD_JOB_OVERRIDES = ("data.fold", "finalise")
+
+
 def config_digest(resolved: dict) -> str:
     """Digest of what determines a run's results: the resolved config without the keys that only
-    place, name or continue it (:func:`dlm_ml.tracking.config_keys.result_config`)."""
-    return payload_digest(result_config(resolved))
+    place, name or continue it (:func:`dlm_ml.tracking.config_keys.result_config`), nor those
+    that split its folds into jobs (:data:`FOLD_JOB_OVERRIDES`): every fold job of a
+    configuration, its finalise step and a single-process run of it share one digest."""
+    config = result_config(resolved)
+    config.pop("finalise", None)
+    if isinstance(config.get("data"), dict) and "fold" in config["data"]:
+        config["data"] = {**config["data"], "fold": None}
+    return payload_digest(config)
+
+
+def without_fold_job_overrides(overrides: list[str]) -> list[str]:
+    """``overrides`` without those of :data:`FOLD_JOB_OVERRIDES`: what the run's results come from
+    (its name, the overrides provenance records and ``dlm-reproduce`` replays in one process)."""
+    return [o for o in overrides if o.lstrip("+~").split("=", 1)[0] not in FOLD_JOB_OVERRIDES]
 
 
 def command_line_overrides() -> list[str]:
@@ -118,7 +137,7 @@ def _not_held_elsewhere(run: Run) -> Run:
 
 
 @contextmanager
-def holding_run_folder(out_dir: Path, run_id: str | None = None) -> Iterator[None]:
+def holding_run_folder(out_dir: Path, run_id: str | None = None, *, shared: bool = False) -> Iterator[None]:
     """Hold ``out_dir`` (a run's output folder) for this process while the block runs.
 
     The hold is an exclusive advisory lock (``flock``) on ``out_dir/run.lock``, which says who
@@ -129,6 +148,9 @@ def holding_run_folder(out_dir: Path, run_id: str | None = None) -> Iterator[Non
     locks (NFS with its lock service, Lustre mounted with ``flock``); on one without, a warning
     says that a second process resuming the run would not be noticed.
 
+    ``shared``: a fold job's hold of the folder its configuration's fold jobs share; any number of
+    them hold it at once, and an exclusive holder (finalise, resume) is refused while one does.
+
     Raises :class:`RunHeldElsewhere` naming the holder when another process holds the folder.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -136,9 +158,9 @@ def holding_run_folder(out_dir: Path, run_id: str | None = None) -> Iterator[Non
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "a process that has not said"
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "fold jobs still running"
             what = f"run {run_id}" if run_id else f"the run in {out_dir}"
             raise RunHeldElsewhere(
                 f"{what} is still running: its output folder is held by {holder} ({lock_path}). It is not "
@@ -149,12 +171,82 @@ def holding_run_folder(out_dir: Path, run_id: str | None = None) -> Iterator[Non
             log.warning("%s: the file system offers no locks (%s); a second process resuming this run at the "
                         "same time would not be noticed", lock_path, error)
         else:
+            # A shared hold names nobody (an exclusive contender then reads "fold jobs still running").
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} since "
-                          f"{datetime.datetime.now().astimezone().isoformat(timespec='seconds')}\n".encode(), 0)
+            if not shared:
+                os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} since "
+                              f"{datetime.datetime.now().astimezone().isoformat(timespec='seconds')}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+#: In the folder that one configuration's fold jobs share (:func:`fold_jobs_folder`): the id of
+#: their parent run, written once by the job that created it, and the file locked while a job
+#: looks for that id or creates the run.
+PARENT_RUN_FILE = "parent_run_id.txt"
+PARENT_LOCK_FILE = "parent_run.lock"
+
+
+def fold_jobs_folder(root: str | Path, digest: str) -> Path:
+    """The folder the fold jobs of the configuration with config digest ``digest`` share under
+    ``root`` (``paths.fold_jobs_dir``): their folds, fold folders and parent run id."""
+    return Path(root).resolve() / f"config_{digest}"
+
+
+def shared_parent_run(folder: Path, create: Callable[[], str]) -> tuple[str, bool]:
+    """The parent run of the fold jobs sharing ``folder``: the id the first of them wrote to
+    :data:`PARENT_RUN_FILE`, or, for that first job, the id ``create()`` returns (written once
+    ``create`` has returned). Looking and creating happen under an exclusive ``flock`` of
+    :data:`PARENT_LOCK_FILE`, so of jobs racing to start exactly one creates the parent; the
+    others wait for it. Across nodes this needs a shared file system with locks (as
+    :func:`holding_run_folder`). Returns ``(run id, created by this call)``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    id_file = folder / PARENT_RUN_FILE
+    fd = os.open(folder / PARENT_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as error:
+            if error.errno not in _NO_LOCKS:
+                raise
+            log.warning("%s: the file system offers no locks (%s); fold jobs starting at the same moment could "
+                        "each create a parent run", folder / PARENT_LOCK_FILE, error)
+        if id_file.is_file():
+            return id_file.read_text().strip(), False
+        run_id = create()
+        atomic_write_text(id_file, run_id + "\n")
+        return run_id, True
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def parent_to_finalise(tracker: MlflowTracker, folder: Path, digest: str) -> Run:
+    """The parent run the fold jobs in ``folder`` share, for ``finalise`` to gather them into.
+    Refused when no fold job has run there, or when the run was made with another configuration."""
+    id_file = folder / PARENT_RUN_FILE
+    if not id_file.is_file():
+        raise ValueError(f"finalise: no fold job of this configuration (config digest {digest}) has run in "
+                         f"{folder}; run the fold jobs (data.fold=k) first, with the same overrides and "
+                         "paths.fold_jobs_dir")
+    run = tracker.client.get_run(id_file.read_text().strip())
+    if run.data.tags.get(CONFIG_DIGEST_TAG) != digest:
+        raise ValueError(f"finalise: run {run.info.run_id} in {folder} was made with a different configuration "
+                         f"(config digest {run.data.tags.get(CONFIG_DIGEST_TAG)} vs {digest})")
+    return run
+
+
+def check_folds_agree(stored_path: Path, folds: pd.DataFrame) -> None:
+    """Refuse a fold job (or finalise) whose folds differ from those the configuration's first fold
+    job stored at ``stored_path``: a fold trained on another split would test lesions it saw."""
+    stored = pd.read_csv(stored_path, dtype={"patient_id": str})
+    if folds_hash(stored) == folds_hash(folds):
+        return
+    merged = stored.merge(folds.astype({"patient_id": str}), on="patient_id", how="outer", suffixes=("_stored", ""))
+    differing = merged[merged.fold_stored.ne(merged.fold)]
+    raise ValueError(f"the folds computed here differ from those of this configuration's fold jobs in {stored_path} "
+                     f"for {len(differing)} patient(s), e.g. {differing.patient_id.head(5).tolist()}; the cohort or "
+                     "the split changed since the first fold job started")
 
 
 def report_header(run_id: str, run_name: str, cohort_fingerprint: str, git_commit: str) -> dict[str, str]:

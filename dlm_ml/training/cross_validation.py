@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from dlm_ml.data.covariates import LesionCovariates
@@ -78,7 +78,7 @@ class CrossValidationResult:
 
 def cross_validate(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, recorder: FoldRecorder,
                    out_dir: str | Path, covariates: LesionCovariates | None = None, *,
-                   resuming: bool = False) -> CrossValidationResult:
+                   resuming: bool = False, only_fold: int | None = None) -> CrossValidationResult:
     """Train every test fold of ``folds`` (``patient_id, fold``) on ``patches``.
 
     The test folds are those the table holds (:func:`~dlm_ml.data.folds.held_out_folds`, every
@@ -90,9 +90,11 @@ def cross_validate(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, reco
     ``resuming``: this run continues an interrupted one in ``out_dir``, so a fold continues from
     the ``resume/last.ckpt`` it finds; otherwise a fold folder that already holds anything is
     refused (:func:`claim_fold_folder`).
+    ``only_fold``: train (or read back) that test fold alone, as one fold job of a run whose folds
+    run as separate jobs; the result then holds that fold's predictions only.
     """
     results = []
-    for fold in held_out_folds(folds):
+    for fold in folds_to_run(folds, only_fold):
         stored = recorder.finished_tables(fold)
         if stored is not None:
             results.append(_reused_fold(fold, stored))
@@ -105,8 +107,21 @@ def cross_validate(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, reco
         # (inside a fit Lightning's own SIGTERM flag already stops training).
         raise_if_sigterm_received()
     result = CrossValidationResult(results)
-    check_one_prediction_per_tested_lesion(result.predictions, patches.lesions, folds)
+    if only_fold is None:
+        check_one_prediction_per_tested_lesion(result.predictions, patches.lesions, folds)
     return result
+
+
+def folds_to_run(folds: pd.DataFrame, only_fold: int | None) -> list[int]:
+    """Every test fold of ``folds``, or ``[only_fold]``, refused naming the test folds when the
+    table has no such test fold."""
+    tested = held_out_folds(folds)
+    if only_fold is None:
+        return tested
+    if only_fold not in tested:
+        raise ValueError(f"data.fold={only_fold}: the validation design has no such test fold; its test folds "
+                         f"are {tested}")
+    return [only_fold]
 
 
 def check_one_prediction_per_tested_lesion(predictions: pd.DataFrame, lesions: pd.DataFrame,
@@ -206,8 +221,33 @@ def _load_best_weights(module: pl.LightningModule, checkpoint_path: str) -> None
     module.load_state_dict(state["state_dict"])
 
 
+#: Keys of the trainer config that are no ``Trainer`` arguments but the module's (models.module.PCRClassifier).
+NETWORK_SPEED_KEYS = {"channels_last": "channels_last", "compile": "compile_net"}
+
+
+def split_trainer_config(trainer_cfg: DictConfig) -> tuple[DictConfig, dict[str, bool]]:
+    """The ``Trainer`` arguments of ``trainer_cfg``, and the module's speed switches it holds
+    (``channels_last``, ``compile``) as module keyword arguments."""
+    speed = {arg: bool(trainer_cfg[key]) for key, arg in NETWORK_SPEED_KEYS.items() if key in trainer_cfg}
+    kept = {k: v for k, v in OmegaConf.to_container(trainer_cfg, resolve=True).items() if k not in NETWORK_SPEED_KEYS}
+    return OmegaConf.create(kept), speed
+
+
+def single_process_trainer(trainer_cfg: DictConfig) -> pl.Trainer:
+    """A one-device ``Trainer`` on the configured accelerator and precision, for prediction
+    after a data-parallel fit: a distributed sampler would split, and pad, the lesions to
+    predict, repeating some; one process predicts every lesion exactly once."""
+    return hydra.utils.instantiate(trainer_cfg, devices=1, num_nodes=1, strategy="auto", sync_batchnorm=False,
+                                   plugins=None, callbacks=[], logger=False, enable_checkpointing=False,
+                                   enable_progress_bar=False)
+
+
 def _predict(trainer: pl.Trainer, module: pl.LightningModule, datamodule) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Probabilities for the validation and test lesions: two (row index, prob) pairs."""
+    """Probabilities for the validation and test lesions: two (row index, prob) pairs, each
+    lesion once; ``trainer`` must run in one process (:func:`single_process_trainer`)."""
+    if trainer.world_size != 1:
+        raise ValueError(f"predictions come from one process, this trainer runs {trainer.world_size}: its "
+                         "distributed sampler would pad the lesions (use single_process_trainer)")
     with _lightning_pytree_warning_filtered():
         outputs = trainer.predict(module, dataloaders=datamodule.predict_dataloader())
     result = []
@@ -260,13 +300,14 @@ def train_fold(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, fold: in
                                                               covariates=covariates)
     net = build_network(cfg.model.net, datamodule.n_covariates)
     scheduler = hydra.utils.instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None
+    trainer_cfg, speed = split_trainer_config(cfg.trainer)
     module = hydra.utils.instantiate(cfg.model.module)(net=net, optimizer=hydra.utils.instantiate(cfg.model.optimizer),
-                                                       scheduler=scheduler, pos_weight=datamodule.pos_weight)
+                                                       scheduler=scheduler, pos_weight=datamodule.pos_weight, **speed)
     configured = build_callbacks(cfg.get("callbacks"), fold_dir)
     # Last, so that it saves after early stopping and the best checkpoint have seen the epoch.
     callbacks = [SeedEachEpoch(seed + fold), *configured.values(), resume_checkpoint(last_ckpt.parent)]
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=run.lightning_logger(), default_root_dir=str(fold_dir),
+        trainer_cfg, callbacks=callbacks, logger=run.lightning_logger(), default_root_dir=str(fold_dir),
         enable_progress_bar=progress_bar_wanted(cfg.trainer.get("enable_progress_bar", True)))
     # The Trainer applies its own `deterministic` setting: record the state training runs with.
     run.set_tags({"torch_deterministic": str(torch.are_deterministic_algorithms_enabled()).lower()})
@@ -281,11 +322,19 @@ def train_fold(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, fold: in
     # The weights that predict below, and the encoding of their covariates: the fold's part of the
     # run's ensemble (models.ensemble), which new cohorts are predicted with.
     save_fold_predictor(fold_dir / PREDICTOR_DIR, module.net, datamodule.covariate_encoder)
-    (val_rows, val_prob), (test_rows, test_prob) = _predict(trainer, module, datamodule)
+    # A data-parallel fit ran in worker processes (a spawning strategy: only this process records
+    # the run); its weights are back in `module`, its loop counters are not, the resume file has them.
+    data_parallel = trainer.world_size > 1
+    epochs_run = epochs_in_resume_checkpoint(last_ckpt) if data_parallel else trainer.current_epoch
+    predictor = trainer
+    if data_parallel:
+        predictor = single_process_trainer(trainer_cfg)
+        datamodule.setup("predict")  # set up in the worker processes only
+    (val_rows, val_prob), (test_rows, test_prob) = _predict(predictor, module, datamodule)
     validation = _prediction_table(patches.lesions, val_rows, val_prob, fold)
     test = _prediction_table(patches.lesions, test_rows, test_prob, fold)
     metrics = {"n_test_lesions": len(test), "n_val_lesions": len(validation),
-               "n_fit_lesions": len(datamodule.fit_rows), "epochs_run": float(trainer.current_epoch),
+               "n_fit_lesions": len(datamodule.fit_rows), "epochs_run": float(epochs_run),
                "pos_weight": datamodule.pos_weight, "n_covariate_features": datamodule.n_covariates}
     if test.pcr.nunique() == 2:
         metrics["test_auc"] = roc_auc(test.pcr.to_numpy(), test.prob_pcr.to_numpy())

@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from dlm_ml.cli.config import CONF_DIR, config_groups
+from dlm_ml.training.cross_validation import split_trainer_config
 
 COMMANDS = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
 #: Groups that live inside an option of another group and are chosen at a package: how to select them.
@@ -72,14 +73,18 @@ def test_every_group_option_composes_resolves_and_instantiates(command, group, o
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DLM_ML_ROOT", raising=False)
     cfg = compose_command(command, _overrides(group, option))
-    # output_dir comes from Hydra's runtime, which only a launched job has
+    # output_dir and the fold jobs' folder come from Hydra's runtime, which only a launched job has
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / "run")
+        if "fold_jobs_dir" in cfg.paths:
+            cfg.paths.fold_jobs_dir = str(tmp_path / "fold_jobs")
     OmegaConf.resolve(cfg)  # every interpolation and resolver of the composed config
     built = {}
     for path, node in _targets(cfg):
         # A network that reads covariates gets their width from the fold's fitted encoder.
         extra = {"n_covariates": 3} if "n_covariates" in node else {}
+        if path == "trainer":  # its speed switches go to the module, as the fold loop passes them
+            node = split_trainer_config(node)[0]
         obj = instantiate(_buildable_here(node), **extra)
         assert obj is not None and not isinstance(obj, DictConfig), path
         built[path] = obj

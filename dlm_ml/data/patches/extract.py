@@ -27,6 +27,7 @@ from dlm_ml.data.registration.cohort import read_transform, register_cohort
 from dlm_ml.utils.atomic import atomic_path, atomic_write_json
 from dlm_ml.utils.hashing import payload_digest
 from dlm_ml.utils.parallel import parallel_map
+from dlm_ml.utils.timing import stage
 
 # Bump when the extraction algorithm changes, so old caches are never reused.
 PATCH_ALGORITHM_VERSION = 2
@@ -293,15 +294,25 @@ def build_patches(cohort: Cohort, config: PatchConfig, cache_dir: str | Path, *,
     lesions = _selected_lesions(cohort, all_lesions)
     regs = None
     if registration is not None and registration.enabled:
-        regs = register_cohort(cohort, registration, cache_dir, channels=config.channels,
-                               patients=sorted(lesions.patient_id.unique()), progress=progress, log=log)
+        with stage("registration"):
+            regs = register_cohort(cohort, registration, cache_dir, channels=config.channels,
+                                   patients=sorted(lesions.patient_id.unique()), progress=progress, log=log)
         for line in regs.summary_text().splitlines()[1:]:
             log(line)
     excluded = _excluded_images(regs, lesions, config)
     if len(excluded):
         log(f"registration: {len(excluded)} flagged image(s) excluded from the patches (exclude_flagged)")
+    with stage("patch extraction"):
+        return _cached_or_extracted(cohort, config, lesions, regs, excluded, Path(cache_dir),
+                                    num_workers=num_workers, progress=progress, log=log, all_lesions=all_lesions)
+
+
+def _cached_or_extracted(cohort: Cohort, config: PatchConfig, lesions: pd.DataFrame, regs, excluded: pd.DataFrame,
+                         cache_dir: Path, *, num_workers: int, progress: bool, log, all_lesions: bool) -> PatchSet:
+    """The patches of ``lesions`` from the cache when its key matches, else extracted per patient
+    over ``num_workers`` processes and cached (see :func:`build_patches`)."""
     key = patch_cache_key(cohort, config, registration=regs, all_lesions=all_lesions)
-    path = Path(cache_dir) / f"patches-{key}.npz"
+    path = cache_dir / f"patches-{key}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as data:
             cached_ids = list(zip(data["patient_id"].tolist(), data["lesion_id"].tolist()))

@@ -238,37 +238,68 @@ def _index_affine(grid: ImageGrid, pose: VisitPose) -> tuple[np.ndarray, np.ndar
     return pose.R @ grid.matrix, pose.R @ np.asarray(grid.origin) + np.asarray(pose.translation)
 
 
+class VoxelCoordinates:
+    """Anatomy-space coordinates (X, Y, Z) of the voxels of ``grid`` inside ``box`` (slices in
+    z, y, x order; default the whole grid), produced one z-slab at a time so that a renderer's
+    float32 temporaries stay small enough for the CPU cache.
+
+    Identity pose on a grid with diagonal (LPS or flipped) axes: three 1-D vectors (cheap).
+    Otherwise full arrays, each built from a precomputed (y, x) plane plus a z vector (one
+    addition per voxel and coordinate), then moved by the breathing bump. Every voxel's value is
+    computed by the same float32 operations whatever the slab, so slabs of any thickness give
+    identical coordinates.
+    """
+
+    def __init__(self, grid: ImageGrid, pose: VisitPose, box: tuple[slice, slice, slice] | None = None):
+        if box is None:
+            box = tuple(slice(0, n) for n in reversed(grid.size))
+        kz, jy, ix = (np.arange(s.start, s.stop, dtype=np.float64) for s in box)
+        self.shape = (len(kz), len(jy), len(ix))
+        self.pose = pose
+        A, b = _index_affine(grid, pose)
+        self.separable = pose.is_identity and np.count_nonzero(A - np.diag(np.diag(A))) == 0
+        if self.separable and grid.axis_aligned:
+            self._axes = ((b[0] + A[0, 0] * ix).astype(np.float32)[None, None, :],
+                          (b[1] + A[1, 1] * jy).astype(np.float32)[None, :, None],
+                          (b[2] + A[2, 2] * kz).astype(np.float32)[:, None, None])
+            return
+        if self.separable:
+            # flipped axes: the full path's terms off the diagonal are zeros, so these vectors
+            # hold its values exactly (y and z: the offset and the step rounded apart, as there)
+            self._axes = ((b[0] + A[0, 0] * ix).astype(np.float32)[None, None, :],
+                          np.float32(b[1]) + (A[1, 1] * jy).astype(np.float32)[None, :, None],
+                          np.float32(b[2]) + (A[2, 2] * kz).astype(np.float32)[:, None, None])
+            return
+        self._planes = [(b[r] + A[r, 0] * ix).astype(np.float32)[None, None, :]
+                        + (A[r, 1] * jy).astype(np.float32)[None, :, None] for r in range(3)]
+        self._z = [(A[r, 2] * kz).astype(np.float32)[:, None, None] for r in range(3)]
+
+    def slab(self, z0: int, z1: int):
+        """(X, Y, Z) of the box's z-slab [z0, z1) (box-local indices), float32, broadcastable
+        to the slab's (z, y, x) shape."""
+        if self.separable:
+            x, y, z = self._axes
+            return x, y, z[z0:z1]
+        coords = [plane + z[z0:z1] for plane, z in zip(self._planes, self._z)]
+        pose = self.pose
+        if pose.has_breathing:
+            c = np.asarray(pose.breathing_center, np.float32)
+            d2 = (coords[0] - c[0]) ** 2
+            d2 += (coords[1] - c[1]) ** 2
+            d2 += (coords[2] - c[2]) ** 2
+            g = np.exp(d2 * np.float32(-0.5 / pose.breathing_sigma_mm ** 2))
+            for r in range(3):
+                if pose.breathing_mm[r] != 0.0:
+                    coords[r] += np.float32(pose.breathing_mm[r]) * g
+        return tuple(coords)
+
+
 def voxel_anatomy_coords(grid: ImageGrid, pose: VisitPose, box: tuple[slice, slice, slice] | None = None):
     """Anatomy-space coordinates (X, Y, Z) of the voxels of ``grid`` inside ``box``
-    (slices in z, y, x order), as float32 arrays broadcastable to the box's (z, y, x) shape.
-
-    Axis-aligned grid and identity pose: three 1-D vectors (cheap). Otherwise full arrays,
-    built from per-axis vectors by broadcasting (two additions per coordinate).
-    """
-    if box is None:
-        box = tuple(slice(0, n) for n in reversed(grid.size))
-    kz, jy, ix = (np.arange(s.start, s.stop, dtype=np.float64) for s in box)
-    if grid.axis_aligned and pose.is_identity:
-        x = (grid.origin[0] + ix * grid.spacing[0]).astype(np.float32)
-        y = (grid.origin[1] + jy * grid.spacing[1]).astype(np.float32)
-        z = (grid.origin[2] + kz * grid.spacing[2]).astype(np.float32)
-        return x[None, None, :], y[None, :, None], z[:, None, None]
-    A, b = _index_affine(grid, pose)
-    coords = []
-    for r in range(3):
-        coords.append((b[r] + A[r, 0] * ix).astype(np.float32)[None, None, :]
-                      + (A[r, 1] * jy).astype(np.float32)[None, :, None]
-                      + (A[r, 2] * kz).astype(np.float32)[:, None, None])
-    if pose.has_breathing:
-        c = np.asarray(pose.breathing_center, np.float32)
-        d2 = (coords[0] - c[0]) ** 2
-        d2 += (coords[1] - c[1]) ** 2
-        d2 += (coords[2] - c[2]) ** 2
-        g = np.exp(d2 * np.float32(-0.5 / pose.breathing_sigma_mm ** 2))
-        for r in range(3):
-            if pose.breathing_mm[r] != 0.0:
-                coords[r] += np.float32(pose.breathing_mm[r]) * g
-    return tuple(coords)
+    (slices in z, y, x order), as float32 arrays broadcastable to the box's (z, y, x) shape
+    (:class:`VoxelCoordinates` in one slab)."""
+    coords = VoxelCoordinates(grid, pose, box)
+    return coords.slab(0, coords.shape[0])
 
 
 def anatomy_box_to_slices(grid: ImageGrid, pose: VisitPose, lo: np.ndarray, hi: np.ndarray):

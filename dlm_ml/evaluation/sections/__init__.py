@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from dlm_ml import stats
 from dlm_ml.evaluation.sections.calls import agreement, operating_points
 from dlm_ml.evaluation.sections.common import (
     LEAVE_ALL,
@@ -48,6 +49,20 @@ SECTION_NAMES = ("counts", "discrimination", "roc_band", "comparisons", "mrmc", 
                  "calibration", "decision_curve", "patient_level", "folds")
 
 
+def patient_resamples(predictions: pd.DataFrame, settings: EvaluationSettings) -> stats.ClusterResamples | None:
+    """The evaluation's one patient bootstrap: ``settings.n_boot`` resamples of the evaluated
+    patients (seed ``settings.seed``), shared by every bootstrapped quantity (the AUCs of model and
+    readers, the ROC band, the proportions at each operating point, the patient-level AUCs), so
+    their replicates are paired: replicate ``b`` of each is computed on the same patients. A
+    quantity on some patients' lesions (those a reader read) takes those patients' multiplicities.
+    None when fewer than 2 patients are evaluated: every bootstrap then says why it is undefined."""
+    try:
+        return stats.draw_cluster_resamples(predictions.patient_id.to_numpy(), n_boot=settings.n_boot,
+                                            seed=settings.seed)
+    except ValueError:
+        return None
+
+
 def compute_sections(predictions: pd.DataFrame, readings: pd.DataFrame, thresholds: pd.DataFrame | None,
                      counts: dict, settings: EvaluationSettings) -> dict:
     """Every number of the report, by section (pandas frames still as frames).
@@ -60,16 +75,17 @@ def compute_sections(predictions: pd.DataFrame, readings: pd.DataFrame, threshol
     if thresholds is not None:
         thresholds = thresholds.assign(reader_id=thresholds.reader_id.astype(str))
     readers = reader_ids(readings)
+    resamples = patient_resamples(predictions, settings)
     return {
         "counts": coverage(counts, predictions, readings, readers),
-        "discrimination": discrimination(predictions, readings, readers, settings),
-        "roc_band": roc_band(predictions, settings),
+        "discrimination": discrimination(predictions, readings, readers, settings, resamples),
+        "roc_band": roc_band(predictions, settings, resamples),
         "comparisons": comparisons(predictions, readings, readers, settings),
         "mrmc": mrmc_section(predictions, readings, readers, settings),
-        "operating_points": operating_points(predictions, readings, readers, thresholds, settings),
+        "operating_points": operating_points(predictions, readings, readers, thresholds, settings, resamples),
         "agreement": agreement(predictions, readings, readers, settings),
         "calibration": calibration(predictions, settings),
         "decision_curve": decision(predictions, readings, readers, thresholds, settings),
-        "patient_level": patient_level(predictions, readings, readers, settings),
+        "patient_level": patient_level(predictions, readings, readers, settings, resamples),
         "folds": per_fold(predictions, settings),
     }

@@ -22,7 +22,8 @@ from dlm_ml.evaluation.sections.common import (
 from dlm_ml.evaluation.settings import EvaluationSettings
 
 
-def call_metrics(frame: pd.DataFrame, call: np.ndarray, settings: EvaluationSettings) -> dict:
+def call_metrics(frame: pd.DataFrame, call: np.ndarray, settings: EvaluationSettings,
+                 resamples: stats.ClusterResamples | None = None) -> dict:
     """Sensitivity, specificity, PPV, NPV (Wilson, lesions independent) with patient-bootstrap
     intervals of each, and the share of lesions called complete response that hold viable
     tumour (1 − PPV)."""
@@ -35,17 +36,19 @@ def call_metrics(frame: pd.DataFrame, call: np.ndarray, settings: EvaluationSett
     out["viable_among_called_cr"] = stats.proportion_ci(c["fp"], c["tp"] + c["fp"], alpha=settings.alpha).to_dict()
     for name in PROPORTIONS:
         out[f"{name}_bootstrap"] = attempt(stats.cluster_bootstrap_proportion, truth, call, patients, metric=name,
-                                           n_boot=settings.n_boot, alpha=settings.alpha, seed=settings.seed)
+                                           n_boot=settings.n_boot, alpha=settings.alpha, seed=settings.seed,
+                                           resamples=resamples)
     return out
 
 
-def operating_point(frame, reader, thresholds, settings: EvaluationSettings) -> dict:
+def operating_point(frame, reader, thresholds, settings: EvaluationSettings,
+                    resamples: stats.ClusterResamples | None = None) -> dict:
     """One reader's calls, the model at the threshold matched to that reader, McNemar."""
     row = {"reader": reader, **_sizes(frame)}
     if not len(frame):
         return {**row, **unavailable("this reader read none of the evaluated lesions")}
     reader_call = frame.call.to_numpy(int)
-    row["reader_calls"] = call_metrics(frame, reader_call, settings)
+    row["reader_calls"] = call_metrics(frame, reader_call, settings, resamples)
     if thresholds is None:
         row["model_matched"] = unavailable("no thresholds given (a bare predictions file): the model's "
                                            "reader-matched operating points need the per-fold thresholds "
@@ -59,14 +62,16 @@ def operating_point(frame, reader, thresholds, settings: EvaluationSettings) -> 
     per_fold = thresholds[thresholds.reader_id.astype(str) == reader].drop(columns="reader_id")
     # An infinite threshold (no lesion called complete response) becomes null in JSON: say so.
     per_fold = per_fold.assign(no_lesion_called_cr=np.isinf(per_fold.threshold.to_numpy(float)))
-    row["model_matched"] = {"available": True, "thresholds": per_fold, **call_metrics(frame, model_call, settings)}
+    row["model_matched"] = {"available": True, "thresholds": per_fold,
+                            **call_metrics(frame, model_call, settings, resamples)}
     row["mcnemar"] = attempt(stats.mcnemar_test, model_call, reader_call, exact=True)
     return row
 
 
-def operating_points(predictions, readings, readers, thresholds, settings: EvaluationSettings) -> list[dict]:
+def operating_points(predictions, readings, readers, thresholds, settings: EvaluationSettings,
+                     resamples: stats.ClusterResamples | None = None) -> list[dict]:
     """Section 4."""
-    return [operating_point(paired(predictions, readings, r), r, thresholds, settings) for r in readers]
+    return [operating_point(paired(predictions, readings, r), r, thresholds, settings, resamples) for r in readers]
 
 def agreement(predictions, readings, readers, settings: EvaluationSettings) -> dict:
     """Section 5: Fleiss' kappa over all readers (lesions read by all), pairwise Cohen's kappa

@@ -18,9 +18,11 @@ from dlm_ml.evaluation.sections.common import (
 from dlm_ml.evaluation.settings import EvaluationSettings
 
 
-def auc_summary(name: str, frame: pd.DataFrame, score: str, settings: EvaluationSettings) -> dict:
+def auc_summary(name: str, frame: pd.DataFrame, score: str, settings: EvaluationSettings,
+                resamples: stats.ClusterResamples | None = None) -> dict:
     """AUC of one score with three intervals: DeLong (lesions independent), Obuchowski
-    (patients as clusters) and the patient bootstrap."""
+    (patients as clusters) and the patient bootstrap (over the evaluation's shared
+    ``resamples``; None: drawn here from the settings' seed)."""
     truth, values, patients = frame.pcr.to_numpy(), frame[score].to_numpy(float), frame.patient_id.to_numpy()
     row = {"method": name, **_sizes(frame)}
     if frame.pcr.nunique() < 2:
@@ -30,25 +32,28 @@ def auc_summary(name: str, frame: pd.DataFrame, score: str, settings: Evaluation
     row["delong"] = attempt(stats.delong_auc_ci, truth, values, alpha=alpha)
     row["obuchowski"] = attempt(stats.clustered_auc, truth, values, patients, alpha=alpha)
     row["bootstrap"] = attempt(stats.cluster_bootstrap_auc, truth, values, patients, n_boot=settings.n_boot,
-                               alpha=alpha, seed=settings.seed)
+                               alpha=alpha, seed=settings.seed, resamples=resamples)
     return row
 
 
-def discrimination(predictions, readings, readers, settings: EvaluationSettings) -> list[dict]:
+def discrimination(predictions, readings, readers, settings: EvaluationSettings,
+                   resamples: stats.ClusterResamples | None = None) -> list[dict]:
     """Section 1: the model on all evaluated lesions, each reader (by score) on the lesions read."""
-    rows = [auc_summary(MODEL, predictions, "prob_pcr", settings)]
+    rows = [auc_summary(MODEL, predictions, "prob_pcr", settings, resamples)]
     for r in readers:
-        rows.append({**auc_summary(f"reader {r}", paired(predictions, readings, r), "score", settings), "reader": r})
+        rows.append({**auc_summary(f"reader {r}", paired(predictions, readings, r), "score", settings, resamples),
+                     "reader": r})
     return rows
 
 
-def roc_band(predictions: pd.DataFrame, settings: EvaluationSettings) -> dict:
+def roc_band(predictions: pd.DataFrame, settings: EvaluationSettings,
+             resamples: stats.ClusterResamples | None = None) -> dict:
     """The model's pointwise patient-bootstrap ROC band (:func:`dlm_ml.stats.roc_band`)."""
     if predictions.pcr.nunique() < 2:
         return {**unavailable("one outcome class only"), "alpha": settings.alpha}
     band = attempt(stats.roc_band, predictions.pcr.to_numpy(), predictions.prob_pcr.to_numpy(),
                    predictions.patient_id.to_numpy(), n_boot=settings.n_boot, alpha=settings.alpha,
-                   seed=settings.seed)
+                   seed=settings.seed, resamples=resamples)
     return {**band, "alpha": settings.alpha}
 
 def model_vs_reader(frame: pd.DataFrame, reader: str, settings: EvaluationSettings) -> dict:

@@ -129,7 +129,8 @@ def decision(predictions, readings, readers, thresholds, settings: EvaluationSet
                                                                             "n"]].reset_index(drop=True)
     return {**out, "available": True, "curve": curve}
 
-def patient_level(predictions, readings, readers, settings: EvaluationSettings) -> dict:
+def patient_level(predictions, readings, readers, settings: EvaluationSettings,
+                  resamples: stats.ClusterResamples | None = None) -> dict:
     """Section 8: one row per patient; model by each aggregation, readers by min/max score,
     patient-level DeLong (patients are independent) and bootstrap CIs, model vs reader."""
     out = {"n_patients": int(predictions.patient_id.nunique()), "methods": [], "comparisons": []}
@@ -138,12 +139,12 @@ def patient_level(predictions, readings, readers, settings: EvaluationSettings) 
         agg = stats.aggregate_to_patient(predictions.patient_id.to_numpy(), predictions.pcr.to_numpy(),
                                          predictions.prob_pcr.to_numpy(), method=method)
         model[method] = agg
-        row = auc_summary(f"model ({method})", agg.rename(columns={"truth": "pcr"}), "prob", settings)
+        row = auc_summary(f"model ({method})", agg.rename(columns={"truth": "pcr"}), "prob", settings, resamples)
         out["methods"].append({**_patient_sizes(row), "event": stats.PATIENT_METHODS[method]})
     for r in readers:
         scores = _reader_patient_scores(predictions, readings, r)
         for event, how in READER_PATIENT_AGGREGATE.items():
-            row = auc_summary(f"reader {r} ({how} score)", scores[event], "score", settings)
+            row = auc_summary(f"reader {r} ({how} score)", scores[event], "score", settings, resamples)
             out["methods"].append({**_patient_sizes(row), "event": event,
                                    "n_patients_not_fully_read": scores["n_not_fully_read"]})
         primary = scores["all_pcr"].merge(model["min"][["patient_id", "prob"]], on="patient_id")

@@ -1,0 +1,51 @@
+"""The run's timing table: stages and folds in running order, folds from their tracked runs; the
+demo's printed table adds what no stage covers and the total."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pandas as pd
+
+from dlm_ml.cli.demo import format_stage_table
+from dlm_ml.cli.stage_times import fold_rows, stage_table
+
+
+def _run(fold, start_ms, end_ms, role="fold"):
+    return SimpleNamespace(data=SimpleNamespace(tags={"fold": str(fold), "dlm_ml.role": role}),
+                           info=SimpleNamespace(start_time=start_ms, end_time=end_ms))
+
+
+class _Client:
+    def __init__(self, runs):
+        self.runs, self.queries = runs, []
+
+    def search_runs(self, experiments, query):
+        self.queries.append((experiments, query))
+        return self.runs
+
+
+def test_fold_rows_from_the_fold_runs_start_and_end_by_fold():
+    client = _Client([_run(1, 10_000, 40_500), _run(0, 0, 20_000), _run(2, 50_000, None),
+                      _run(3, 0, 1_000, role="other")])
+    rows = fold_rows(SimpleNamespace(client=client, experiment_id="7"), "parent", cores=2)
+    assert rows == [{"stage": "fold 0", "seconds": 20.0, "cores": 2},
+                    {"stage": "fold 1", "seconds": 30.5, "cores": 2}]
+    assert client.queries == [(["7"], "tags.`mlflow.parentRunId` = 'parent'")]
+
+
+def test_folds_go_between_the_inputs_and_the_evaluation():
+    recorded = [{"stage": s, "seconds": 1.0, "cores": 2} for s in ("synthesis", "validation", "evaluation")]
+    folds = [{"stage": "fold 0", "seconds": 5.0, "cores": 2}]
+    table = stage_table(recorded, folds)
+    assert table.stage.tolist() == ["synthesis", "validation", "fold 0", "evaluation"]
+    assert stage_table(recorded[:2], folds).stage.tolist() == ["synthesis", "validation", "fold 0"]
+
+
+def test_printed_table_has_every_stage_the_rest_and_the_total():
+    table = pd.DataFrame({"stage": ["synthesis", "fold 0"], "seconds": [3.3, 20.0], "cores": [2, 2]})
+    text = format_stage_table(table, wall_s=30.0).splitlines()
+    assert text[0].split() == ["stage", "seconds", "cores"]
+    assert text[1].split() == ["synthesis", "3.3", "2"]
+    assert text[2].split() == ["fold", "0", "20.0", "2"]
+    assert text[-2].split()[-1] == "6.7" and text[-1].split()[-1] == "30.0"
