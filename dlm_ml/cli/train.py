@@ -83,6 +83,23 @@ def log_out_of_fold_tables(client, run_id: str, result: CrossValidationResult, c
     return predictions, thresholds
 
 
+def evaluate_out_of_fold(cfg: DictConfig, client, run_id: str, predictions: pd.DataFrame, thresholds: pd.DataFrame,
+                         cohort, out_dir: Path, *, model_name: str, header: dict, validation_design: str,
+                         calibration: str):
+    """Evaluate the run's out-of-fold predictions against the readers into ``out_dir/evaluation``
+    and the run (settings: ``cfg.evaluation``); the report header names the run, its validation
+    design and calibration."""
+    header = {**header, "validation_design": validation_design, "calibration": calibration}
+    return evaluate_into_run(client, run_id, predictions, cohort, thresholds, out_dir / "evaluation",
+                             evaluation_cfg=cfg.evaluation, header=header, model_name=model_name)
+
+
+def print_run_summary(tracker, run_id: str, elapsed: float) -> None:
+    """The run id, its experiment, the elapsed time and the command that opens the tracking UI."""
+    print(f"MLflow run {run_id} (experiment {tracker.experiment_name!r}); elapsed {elapsed:.1f} s")
+    print(f"Open the tracking UI with:\n  {tracker.ui_command()}")
+
+
 def log_ensemble(cfg: DictConfig, client, run_id: str, tracker, inputs, result: CrossValidationResult,
                  calibrations: dict, out_dir: Path, model_name: str) -> None:
     """Assemble the folds' networks, encoders and calibration maps into the run's fold ensemble
@@ -184,18 +201,16 @@ def train(cfg: DictConfig) -> dict:
             outcome = {"run_id": run_id, "output_dir": str(out_dir)}
             if cfg.get("evaluate", True):
                 commit = (resumed.data.tags if resumed else code).get("git_commit", "unknown")
-                header = {**train_runs.report_header(run_id, run_name, fingerprint, commit),
-                          "validation_design": design.describe(folds), "calibration": calibration.method}
-                outcome["evaluation"] = evaluate_into_run(client, run_id, predictions, cohort, thresholds,
-                                                          out_dir / "evaluation", evaluation_cfg=cfg.evaluation,
-                                                          header=header, model_name=model_name)
+                outcome["evaluation"] = evaluate_out_of_fold(
+                    cfg, client, run_id, predictions, thresholds, cohort, out_dir, model_name=model_name,
+                    header=train_runs.report_header(run_id, run_name, fingerprint, commit),
+                    validation_design=design.describe(folds), calibration=calibration.method)
         finally:
             # The whole run's time, the earlier sessions' included, also when this one is interrupted.
             elapsed = train_runs.elapsed_before(resumed) + time.time() - started
             tracking.log_metrics(client, run_id, {"elapsed_s": elapsed})
             log_stage_table(tracker, run_id, out_dir)
-    print(f"MLflow run {run_id} (experiment {tracker.experiment_name!r}); elapsed {elapsed:.1f} s")
-    print(f"Open the tracking UI with:\n  {tracker.ui_command()}")
+    print_run_summary(tracker, run_id, elapsed)
     return {**outcome, "elapsed_s": elapsed}
 
 

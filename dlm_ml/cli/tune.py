@@ -19,8 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlm_ml.cli.config import CONF_DIR
 from dlm_ml.cli.errors import command_errors
-from dlm_ml.cli.evaluation_run import evaluate_into_run
-from dlm_ml.cli.train import log_out_of_fold_tables, validation_folds
+from dlm_ml.cli.train import evaluate_out_of_fold, log_out_of_fold_tables, print_run_summary, validation_folds
 from dlm_ml.cli.train_inputs import is_tabular, training_inputs
 from dlm_ml.data.cohort.fingerprint import cohort_file_digests, fingerprint_from_digests
 from dlm_ml.data.prepare import prepare_cohort
@@ -90,18 +89,16 @@ def tune(cfg: DictConfig) -> dict:
                                                              cohort, design, folds, out_dir)
             outcome = {"run_id": run_id, "output_dir": str(out_dir), "chosen": chosen}
             if cfg.get("evaluate", True):
-                header = {**train_runs.report_header(run_id, run_name, fingerprint, code.get("git_commit", "unknown")),
-                          "validation_design": design.describe(folds) + " (hyper-parameters tuned by nested CV)",
-                          "calibration": calibration.method}
-                outcome["evaluation"] = evaluate_into_run(client, run_id, predictions, cohort, thresholds,
-                                                          out_dir / "evaluation", evaluation_cfg=cfg.evaluation,
-                                                          header=header, model_name=model_name)
+                outcome["evaluation"] = evaluate_out_of_fold(
+                    cfg, client, run_id, predictions, thresholds, cohort, out_dir, model_name=model_name,
+                    header=train_runs.report_header(run_id, run_name, fingerprint, code.get("git_commit", "unknown")),
+                    validation_design=design.describe(folds) + " (hyper-parameters tuned by nested CV)",
+                    calibration=calibration.method)
         finally:
             elapsed = time.time() - started
             tracking.log_metrics(client, run_id, {"elapsed_s": elapsed})
     print(f"chosen per outer fold:\n{chosen.to_string(index=False)}")
-    print(f"MLflow run {run_id} (experiment {tracker.experiment_name!r}); elapsed {elapsed:.1f} s")
-    print(f"Open the tracking UI with:\n  {tracker.ui_command()}")
+    print_run_summary(tracker, run_id, elapsed)
     return {**outcome, "elapsed_s": elapsed}
 
 

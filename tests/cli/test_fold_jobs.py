@@ -4,15 +4,13 @@ refuses, naming the fold, while a fold is missing."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from dlm_ml.data.synthetic import generate_cohort, make_config
 from dlm_ml.tracking.train_runs import PARENT_RUN_FILE
-from tests.cli.test_reproducibility import PY, _args, _predictions, _train, _train_runs, _uri
+from tests.cli.test_reproducibility import PY, _args, _predictions, _train, _train_runs, _uri, make_workspace
 
 pytestmark = pytest.mark.slow  # trains through the real command
 
@@ -27,10 +25,7 @@ def _children(client, run):
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fold_jobs")
-    cohort = generate_cohort(root / "cohort", make_config("tiny", seed=3), progress=False)
-    env = {**os.environ, "DLM_ML_CACHE": str(root / "cache_home"), "PYTHONUNBUFFERED": "1"}
-    return root, cohort, env
+    return make_workspace(tmp_path_factory, "fold_jobs")
 
 
 def test_fold_jobs_then_finalise_equal_single_process_run(workspace, tmp_path):

@@ -27,12 +27,17 @@ BASE = ["data.synthetic.enabled=false", "data.n_folds=3", "trainer.max_epochs=4"
         "data.preprocess_workers=1", "logger.experiment_name=repro"]
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("repro")
+def make_workspace(tmp_path_factory, name: str):
+    """A folder of its own with a tiny synthetic cohort and the environment for the commands: (root, cohort, env)."""
+    root = tmp_path_factory.mktemp(name)
     cohort = generate_cohort(root / "cohort", make_config("tiny", seed=3), progress=False)
     env = {**os.environ, "DLM_ML_CACHE": str(root / "cache_home"), "PYTHONUNBUFFERED": "1"}
     return root, cohort, env
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    return make_workspace(tmp_path_factory, "repro")
 
 
 def _uri(root: Path) -> str:

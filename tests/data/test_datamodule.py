@@ -12,16 +12,12 @@ import torch
 from dlm_ml.data.datamodule import EpochSeededDataset, PCRDataModule, lesion_records
 from dlm_ml.data.patches import PatchSet
 from dlm_ml.data.transforms import evaluation_transforms, training_transforms
+from tests.data.patch_sets import random_patch_set
 
 
 @pytest.fixture(scope="module")
 def patches() -> PatchSet:
-    rng = np.random.default_rng(0)
-    n = 12
-    lesions = pd.DataFrame({"patient_id": [f"P{i // 2:03d}" for i in range(n)],
-                            "lesion_id": [f"L{i % 2}" for i in range(n)], "pcr": rng.integers(0, 2, n)})
-    image = rng.normal(size=(n, 2, 8, 8, 8)).astype(np.float32)
-    return PatchSet(image, np.ones((n, 2), bool), lesions, ["baseline_ct", "baseline_adc"], 2.0, "key")
+    return random_patch_set(12)
 
 
 def _dataset(patches, seed=3):

@@ -14,16 +14,12 @@ from lightning_fabric.utilities.data import _set_sampler_epoch
 from dlm_ml.data.datamodule import PCRDataModule
 from dlm_ml.data.patches import PatchSet
 from dlm_ml.data.samplers import RankSplitBatchSampler
+from tests.data.patch_sets import random_patch_set
 
 
 @pytest.fixture(scope="module")
 def patches() -> PatchSet:
-    rng = np.random.default_rng(0)
-    n = 20
-    lesions = pd.DataFrame({"patient_id": [f"P{i // 2:03d}" for i in range(n)],
-                            "lesion_id": [f"L{i % 2}" for i in range(n)], "pcr": rng.integers(0, 2, n)})
-    image = rng.normal(size=(n, 2, 8, 8, 8)).astype(np.float32)
-    return PatchSet(image, np.ones((n, 2), bool), lesions, ["baseline_ct", "baseline_adc"], 2.0, "key")
+    return random_patch_set(20)
 
 
 class Permutation(torch.utils.data.Sampler):
