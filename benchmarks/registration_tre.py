@@ -45,6 +45,8 @@ TARGET_MEDIAN_MM, TARGET_P95_MM = 2.0, 4.0
 
 
 def _stage(transform: str, shrink, sigmas, **kw) -> StageConfig:
+    # these candidates predate version 4: image gradients from whole-image filters
+    kw.setdefault("gradient_filter", True)
     return StageConfig(transform, shrink_factors=tuple(shrink), smoothing_sigmas_mm=tuple(sigmas), **kw)
 
 
@@ -59,14 +61,32 @@ def _adc_stages(levels=((4, 2, 1), (4.0, 2.0, 0.0)), **kw):
     return (_stage("rigid", *levels, histogram_bins=64, **kw),)
 
 
+def _defaults_with(ct: dict | None = None, adc: dict | None = None) -> dict:
+    """The package's default stages with some fields replaced (``ct``: in every CT stage, or
+    ``{"bspline": {...}}`` for one transform's stage)."""
+    def replaced(stages, changes):
+        changes = changes or {}
+        per = {t: changes[t] for t in ("rigid", "affine", "bspline") if t in changes}
+        common = {k: v for k, v in changes.items() if k not in per}
+        return tuple(dataclasses.replace(s, **common, **per.get(s.transform, {})) for s in stages)
+
+    config = RegistrationConfig()
+    return {"ct_stages": replaced(config.ct_stages, ct), "adc_stages": replaced(config.adc_stages, adc)}
+
+
 # Settings compared by --candidates: keyword arguments of RegistrationConfig over its defaults.
 # Shrink factors are relative to working_spacing_mm (2 mm unless set): 1, 2, 4 = 2, 4, 8 mm.
 CANDIDATES: dict[str, dict] = {
     # the package's defaults, whatever they are now
     "default": {},
+    # the B-spline stage with 5 or 20 iterations (version 4 has 10), or 3 % of the voxels sampled
+    "bspline_5": _defaults_with({"bspline": {"iterations": 5}}),
+    "bspline_20": _defaults_with({"bspline": {"iterations": 20}}),
+    "bspline_3pct": _defaults_with({"bspline": {"sampling_fraction": 0.03}}),
     # the stages before version 3: a 2 mm level in the CT affine stage and in the ADC stage
     "v2": {"ct_stages": _ct_stages(), "adc_stages": _adc_stages()},
-    # no 2 mm level: CT rigid 8, 4 mm; affine 4 mm; B-spline 4 mm; ADC rigid 8, 4 mm
+    # version 3 (no 2 mm level: CT rigid 8, 4 mm; affine 4 mm; B-spline 4 mm; ADC rigid 8, 4 mm), image
+    # gradients from whole-image filters; version 4 is these levels with gradients at the samples
     "coarse": {"ct_stages": _ct_stages(affine=((2,), (2.0,))), "adc_stages": _adc_stages(((4, 2), (4.0, 2.0)))},
     # coarser still: CT rigid 8 mm; affine 4 mm; B-spline 8 mm; ADC rigid 8, 4 mm
     "coarsest": {"ct_stages": _ct_stages(rigid=((4,), (4.0,)), affine=((2,), (2.0,)), bspline=((4,), (2.0,))),

@@ -35,7 +35,7 @@ import pandas as pd
 
 from dlm_ml.data.synthetic import cohort_folder_name
 from dlm_ml.utils.atomic import atomic_write_csv
-from dlm_ml.utils.timing import TIMINGS_LINE_PREFIX
+from dlm_ml.utils.timing import PARALLEL_FOLDS_STAGE, TIMINGS_LINE_PREFIX, wall_seconds
 
 #: The pipeline's stages in the order they run, as the table lists them.
 STAGES = ("synthesis", "validation", "registration", "patch extraction", "training", "evaluation", "dlm-train other")
@@ -86,14 +86,18 @@ def timings_path(log_text: str) -> Path | None:
 
 def train_stages(timings: pd.DataFrame, wall_s: float) -> dict[str, float]:
     """Seconds per stage of a dlm-train run from its timing table (``stage, seconds, cores``): the
-    ``fold k`` rows summed as ``training``; ``dlm-train other`` is ``wall_s`` less every stage.
+    ``fold k`` rows summed as ``training`` (folds trained several at once: the wall time of them
+    all, their own row); ``dlm-train other`` is ``wall_s`` less every stage, each counted once.
     A synthesis the run did itself (no cohort yet) counts as ``synthesis``."""
     seconds = timings.groupby("stage", sort=False).seconds.sum()
-    out = {"training": float(seconds[seconds.index.str.fullmatch(r"fold \d+")].sum())}
+    if PARALLEL_FOLDS_STAGE in seconds.index:
+        out = {"training": float(seconds[PARALLEL_FOLDS_STAGE])}
+    else:
+        out = {"training": float(seconds[seconds.index.str.fullmatch(r"fold \d+")].sum())}
     for name in ("synthesis", "validation", "registration", "patch extraction", "evaluation"):
         if name in seconds.index:
             out[name] = float(seconds[name])
-    out["dlm-train other"] = max(wall_s - float(seconds.sum()), 0.0)
+    out["dlm-train other"] = max(wall_s - wall_seconds(timings.to_dict("records")), 0.0)
     return out
 
 

@@ -17,17 +17,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from dlm_ml.utils.timing import TIMINGS_LINE_PREFIX
+from dlm_ml.utils.timing import TIMINGS_LINE_PREFIX, wall_seconds
 
 
 def format_stage_table(table: pd.DataFrame, wall_s: float) -> str:
     """The timing table as printed: one line per stage (``stage, seconds, cores``), then the
     time no stage covers (start-up, tracking, assembling the fold ensemble) and the total wall
-    time of the job, seconds to one decimal."""
+    time of the job, seconds to one decimal. Folds trained several at once have a row of their
+    own (their wall time) besides each fold's row; "other" counts them once."""
     width = max([24, *(len(str(s)) + 2 for s in table.stage)])
     lines = [f"{'stage':<{width}}{'seconds':>9}{'cores':>7}"]
     lines += [f"{r.stage:<{width}}{r.seconds:>9.1f}{r.cores:>7d}" for r in table.itertuples()]
-    other = wall_s - float(table.seconds.sum())
+    other = wall_s - wall_seconds(table.to_dict("records"))
     lines.append(f"{'other (start-up, tracking)':<{width}}{other:>9.1f}{'':>7}")
     lines.append(f"{'total wall time':<{width}}{wall_s:>9.1f}{'':>7}")
     return "\n".join(lines)

@@ -192,7 +192,7 @@ def train(cfg: DictConfig) -> dict:
                 result = cross_validate_tabular(cfg, inputs.lesions, inputs.features, folds, recorder, out_dir)
             else:
                 result = cross_validate(cfg, inputs.patches, folds, recorder, out_dir, inputs.covariates,
-                                        resuming=resumed is not None)
+                                        resuming=resumed is not None, fold_workers=cfg.fold_workers)
             fitted = fold_calibrations(result, calibration)  # per fold, on its validation lesions
             if not is_tabular(cfg):
                 log_ensemble(cfg, client, run_id, tracker, inputs, result, fitted, out_dir, model_name)

@@ -39,6 +39,11 @@ class MlflowTracker:
             return f"dlm_ml-{model_name}"
         return str(self.registered_model_name) or None
 
+    def __getstate__(self) -> dict:
+        # A process this is handed to (a fold worker) opens its own client: a store connection
+        # does not cross processes.
+        return {k: v for k, v in self.__dict__.items() if k != "client"}
+
     @cached_property
     def client(self) -> MlflowClient:
         """The client; opening it checks that an HTTP server answers (fails fast, before any work)."""

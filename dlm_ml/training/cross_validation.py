@@ -37,8 +37,16 @@ from dlm_ml.models.callbacks import SeedEachEpoch, epochs_in_resume_checkpoint, 
 from dlm_ml.models.ensemble import save_fold_predictor
 from dlm_ml.stats import roc_auc
 from dlm_ml.training.determinism import seed_everything
-from dlm_ml.training.recorder import PREDICTIONS_FILE, VALIDATION_PREDICTIONS_FILE, FoldRecorder, FoldRun
+from dlm_ml.training.recorder import (
+    PREDICTIONS_FILE,
+    VALIDATION_PREDICTIONS_FILE,
+    FoldRecorder,
+    FoldRun,
+    MemoryFoldRun,
+)
+from dlm_ml.utils.parallel import parallel_map, pool_size
 from dlm_ml.utils.signals import raise_if_sigterm_received
+from dlm_ml.utils.timing import PARALLEL_FOLDS_STAGE, stage
 
 log = logging.getLogger("dlm_ml.training")
 
@@ -78,7 +86,8 @@ class CrossValidationResult:
 
 def cross_validate(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, recorder: FoldRecorder,
                    out_dir: str | Path, covariates: LesionCovariates | None = None, *,
-                   resuming: bool = False, only_fold: int | None = None) -> CrossValidationResult:
+                   resuming: bool = False, only_fold: int | None = None,
+                   fold_workers: int = 1) -> CrossValidationResult:
     """Train every test fold of ``folds`` (``patient_id, fold``) on ``patches``.
 
     The test folds are those the table holds (:func:`~dlm_ml.data.folds.held_out_folds`, every
@@ -92,24 +101,111 @@ def cross_validate(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, reco
     refused (:func:`claim_fold_folder`).
     ``only_fold``: train (or read back) that test fold alone, as one fold job of a run whose folds
     run as separate jobs; the result then holds that fold's predictions only.
+    ``fold_workers``: folds trained at once, each in its own process with its share of torch's
+    threads (:func:`train_folds_in_processes`).
     """
-    results = []
+    results: dict[int, FoldResult] = {}
+    to_train = []
     for fold in folds_to_run(folds, only_fold):
         stored = recorder.finished_tables(fold)
         if stored is not None:
-            results.append(_reused_fold(fold, stored))
+            results[fold] = _reused_fold(fold, stored)
             log.info("fold %d: finished in an earlier session, its predictions reused", fold)
+        else:
+            to_train.append(fold)
+    if pool_size(fold_workers, len(to_train)) > 1:
+        results.update(train_folds_in_processes(cfg, patches, folds, to_train, recorder, out_dir, covariates,
+                                                resuming=resuming, workers=fold_workers))
+    for fold in to_train:
+        if fold in results:
             continue
         with recorder.open_fold(fold) as run:
-            results.append(train_fold(cfg, patches, folds, fold, run, Path(out_dir) / f"fold_{fold}", covariates,
-                                      resuming=resuming))
+            results[fold] = train_fold(cfg, patches, folds, fold, run, Path(out_dir) / f"fold_{fold}", covariates,
+                                       resuming=resuming)
         # A SIGTERM whose interrupt a finaliser swallowed ends the run here, before the next fold
         # (inside a fit Lightning's own SIGTERM flag already stops training).
         raise_if_sigterm_received()
-    result = CrossValidationResult(results)
+    result = CrossValidationResult([results[fold] for fold in folds_to_run(folds, only_fold)])
     if only_fold is None:
         check_one_prediction_per_tested_lesion(result.predictions, patches.lesions, folds)
     return result
+
+
+@dataclass
+class _FoldJob:
+    """What a worker process needs to train one fold (everything picklable; ``cfg`` resolved)."""
+
+    cfg: dict
+    patches: PatchSet
+    folds: pd.DataFrame
+    fold: int
+    recorder: FoldRecorder
+    fold_dir: Path
+    covariates: LesionCovariates | None
+    resuming: bool
+
+
+#: The parts of the train config a fold reads (train_fold): resolved in the parent, where every
+#: interpolation and resolver is available, and handed to the workers as plain data.
+FOLD_CONFIG_KEYS = ("seed", "trainer", "model", "callbacks")
+
+
+def _fold_config(cfg: DictConfig) -> dict:
+    out = {key: OmegaConf.to_container(cfg[key], resolve=True) if isinstance(cfg[key], DictConfig) else cfg[key]
+           for key in FOLD_CONFIG_KEYS if key in cfg}
+    out["data"] = {"datamodule": OmegaConf.to_container(cfg.data.datamodule, resolve=True)}
+    return out
+
+
+def train_folds_in_processes(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, to_train: list[int],
+                             recorder: FoldRecorder, out_dir: str | Path, covariates: LesionCovariates | None,
+                             *, resuming: bool, workers: int) -> dict[int, FoldResult]:
+    """Train the folds ``to_train`` in a pool of ``workers`` processes (started by spawn), each
+    fold opening its own record through ``recorder`` (which must be picklable, as the MLflow one
+    is) and exactly as :func:`train_fold` does in one process.
+
+    Why processes: a fold's small 3-D convolutions and its per-lesion augmentation use a second
+    thread poorly, so on a laptop's cores several folds of one thread each finish sooner than the
+    same folds one after the other with every thread (docs/benchmarks.md, Demo stages). Each
+    worker gets ``torch.get_num_threads() // workers`` threads (at least 1): more threads than
+    cores starve each other. A fold's predictions depend on its thread count (the order of float
+    sums), not on the other folds: they equal those of the one-process loop run with that many
+    threads. Refused with a data-parallel trainer (several processes per fold already).
+
+    A fold that fails fails its record and is raised here; a stop of this process kills the
+    workers (their records stay unfinished and are trained again by a resumed run)."""
+    devices = cfg.trainer.get("devices", 1)
+    if cfg.trainer.get("strategy") is not None or (isinstance(devices, int) and devices > 1):
+        raise ValueError(f"fold_workers={workers} with a data-parallel trainer (devices={devices}): choose one, "
+                         f"several processes per fold or several folds at once")
+    fold_cfg = _fold_config(cfg)
+    jobs = [_FoldJob(fold_cfg, patches, folds, fold, recorder, Path(out_dir) / f"fold_{fold}", covariates, resuming)
+            for fold in to_train]
+    n_workers = pool_size(workers, len(jobs))
+    threads = max(1, torch.get_num_threads() // n_workers)
+    log.info("training folds %s in %d processes of %d torch thread(s)", to_train, n_workers, threads)
+    with stage(PARALLEL_FOLDS_STAGE):
+        done = parallel_map(_train_fold_job, jobs, workers=workers, desc="folds", unit="fold", progress=False,
+                            initializer=_fold_worker_start,
+                            initargs=(threads, log.getEffectiveLevel()))
+    results = {}
+    for job, (result, memory_run) in zip(jobs, done):
+        if memory_run is not None:  # a record kept in memory lived in the worker: bring it back
+            recorder.runs[job.fold] = memory_run
+        results[job.fold] = result
+    return results
+
+
+def _fold_worker_start(torch_threads: int, log_level: int) -> None:
+    torch.set_num_threads(torch_threads)
+    logging.basicConfig(level=log_level, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+
+
+def _train_fold_job(job: _FoldJob) -> tuple[FoldResult, MemoryFoldRun | None]:
+    with job.recorder.open_fold(job.fold) as run:
+        result = train_fold(OmegaConf.create(job.cfg), job.patches, job.folds, job.fold, run, job.fold_dir,
+                            job.covariates, resuming=job.resuming)
+    return result, run if isinstance(run, MemoryFoldRun) else None
 
 
 def folds_to_run(folds: pd.DataFrame, only_fold: int | None) -> list[int]:

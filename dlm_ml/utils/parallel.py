@@ -73,8 +73,13 @@ def _run(fn, items, n_workers, initializer, initargs) -> Iterator[tuple[int, Any
             for future in as_completed(futures):
                 yield futures[future], future.result()
         except BaseException:
-            for future in futures:
-                future.cancel()
+            # A failed task or a stop (SIGTERM raised as KeyboardInterrupt): the tasks still
+            # running are stopped too (SIGTERM to their workers), or leaving the pool would wait
+            # for each to finish its item, which for a fold is minutes.
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                if process.is_alive():
+                    process.terminate()
             raise
 
 

@@ -20,6 +20,9 @@ from dlm_ml.utils.parallel import available_cores
 
 #: Column names of :func:`stage_rows`, in order.
 STAGE_COLUMNS = ("stage", "seconds", "cores")
+#: The stage of folds trained several at once (wall time of them all): the rows of the single
+#: folds then overlap in time, and this row, not their sum, is what they cost the run.
+PARALLEL_FOLDS_STAGE = "folds in parallel"
 #: What a command prints before the path of the timing table it wrote (a caller that runs the
 #: command in a child process, like the demo, reads the path from that line).
 TIMINGS_LINE_PREFIX = "stage times: "
@@ -69,3 +72,12 @@ def reset_stages() -> None:
     """Forget every recorded stage (at the start of a job)."""
     with _lock:
         _record.clear()
+
+
+def wall_seconds(rows) -> float:
+    """Seconds a table of stage rows (dicts or a frame's records with ``stage, seconds``) cost
+    the process: their sum, except that with a :data:`PARALLEL_FOLDS_STAGE` row the single folds'
+    rows (``fold k``), which ran inside it at the same time, are not added again."""
+    rows = list(rows)
+    parallel = any(r["stage"] == PARALLEL_FOLDS_STAGE for r in rows)
+    return float(sum(r["seconds"] for r in rows if not (parallel and str(r["stage"]).startswith("fold "))))

@@ -150,12 +150,15 @@ def _train_in_background(root: Path, cohort: Path, env: dict, *extra: str):
     return proc, lambda: (set(log_dir.iterdir()) - before) if log_dir.is_dir() else set()
 
 
-def test_resume_after_sigterm_equals_uninterrupted(workspace, tmp_path):
+@pytest.mark.parametrize("fold_workers", [1, 2])
+def test_resume_after_sigterm_equals_uninterrupted(workspace, tmp_path, fold_workers):
+    # fold_workers=2: the stop ends both fold processes; their folds are trained again from their checkpoints
     root, cohort, env = workspace
-    extra = ["trainer.max_epochs=25", "callbacks.early_stopping.patience=100", "logger.experiment_name=resume"]
+    extra = ["trainer.max_epochs=25", "callbacks.early_stopping.patience=100",
+             f"logger.experiment_name=resume_{fold_workers}", f"fold_workers={fold_workers}"]
     _train(root, cohort, env, *extra)
     client = MlflowClient(_uri(root))
-    uninterrupted = _train_runs(client, "resume")[-1]
+    uninterrupted = _train_runs(client, f"resume_{fold_workers}")[-1]
     proc, new_run_folders = _train_in_background(root, cohort, env, *extra)
     deadline = time.time() + 300
     checkpoint = None
@@ -166,13 +169,13 @@ def test_resume_after_sigterm_equals_uninterrupted(workspace, tmp_path):
     assert checkpoint is not None, "training never reached fold 1"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) != 0
-    killed = _train_runs(client, "resume")[-1]
+    killed = _train_runs(client, f"resume_{fold_workers}")[-1]
     assert killed.info.status == "FAILED"
     assert killed.info.run_id != uninterrupted.info.run_id
     _train(root, cohort, env, *extra, "resume=true")
     resumed = client.get_run(killed.info.run_id)
     assert resumed.info.status == "FINISHED" and resumed.data.tags.get("dlm_ml.resumed") == "true"
-    assert len(_train_runs(client, "resume")) == 2  # resumed into the same parent, no new one
+    assert len(_train_runs(client, f"resume_{fold_workers}")) == 2  # resumed into the same parent, no new one
     children = client.search_runs([killed.info.experiment_id], f"tags.`mlflow.parentRunId` = '{killed.info.run_id}'")
     assert sorted(c.data.tags["fold"] for c in children) == ["0", "1", "2"]  # none duplicated, none missing
     a = _predictions(client, uninterrupted.info.run_id, tmp_path / "a")

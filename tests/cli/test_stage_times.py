@@ -6,9 +6,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pandas as pd
+import pytest
 
 from dlm_ml.cli.demo import format_stage_table
 from dlm_ml.cli.stage_times import fold_rows, stage_table
+from dlm_ml.utils.timing import PARALLEL_FOLDS_STAGE, wall_seconds
 
 
 def _run(fold, start_ms, end_ms, role="fold"):
@@ -49,3 +51,13 @@ def test_printed_table_has_every_stage_the_rest_and_the_total():
     assert text[1].split() == ["synthesis", "3.3", "2"]
     assert text[2].split() == ["fold", "0", "20.0", "2"]
     assert text[-2].split()[-1] == "6.7" and text[-1].split()[-1] == "30.0"
+
+
+def test_folds_trained_at_once_count_once_in_the_rest():
+    # Two folds of 20 s each ran side by side in 22 s: the rest is 30 - 3.3 - 22 = 4.7 s, not negative.
+    table = pd.DataFrame({"stage": ["synthesis", PARALLEL_FOLDS_STAGE, "fold 0", "fold 1"],
+                          "seconds": [3.3, 22.0, 20.0, 20.0], "cores": [2, 2, 2, 2]})
+    text = format_stage_table(table, wall_s=30.0).splitlines()
+    assert text[-2].split()[-1] == "4.7"
+    # without the row of the parallel stage the folds ran one after the other: each counts
+    assert wall_seconds(table[table.stage != PARALLEL_FOLDS_STAGE].to_dict("records")) == pytest.approx(43.3)

@@ -39,8 +39,9 @@ from dlm_ml.utils.hashing import file_sha256, payload_digest
 from dlm_ml.utils.parallel import available_cores, parallel_map, pool_size
 
 # Bump when the registration algorithm changes, so cached transforms are never reused.
-REGISTRATION_ALGORITHM_VERSION = 3  # 2: lesion_correlation measured and recorded; 3: no 2 mm levels,
-# deformable results checked through their displacement field
+REGISTRATION_ALGORITHM_VERSION = 4  # 2: lesion_correlation measured and recorded; 3: no 2 mm levels,
+# deformable results checked through their displacement field; 4: image gradients at the sampled points
+# (StageConfig.gradient_filter false), 10 B-spline iterations
 BASE = (schema.REFERENCE_TIMEPOINT, schema.REFERENCE_MODALITY)
 # seconds: time the direct registration took when it ran (also for a cached one);
 # patient_seconds: wall time of this run for the patient (near 0 when all was cached).

@@ -129,6 +129,9 @@ def _configure(reg: sitk.ImageRegistrationMethod, stage: StageConfig, seed: int)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     reg.SetMetricSamplingPercentage(stage.sampling_fraction, seed)
     reg.SetInterpolator(sitk.sitkLinear)
+    if not stage.gradient_filter:
+        reg.MetricUseFixedImageGradientFilterOff()
+        reg.MetricUseMovingImageGradientFilterOff()
     if stage.optimizer == "lbfgsb":
         bound = stage.max_displacement_mm
         reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=stage.iterations,
@@ -235,16 +238,20 @@ def run_stages(fixed: WorkingImage, moving: WorkingImage, stages: tuple[StageCon
 
 # --- quality -------------------------------------------------------------------------------------
 
-def mattes_metric(fixed: WorkingImage, moving: WorkingImage, transform: sitk.Transform, seed: int = 1) -> float:
+def mattes_metric(fixed: WorkingImage, moving: WorkingImage, transform: sitk.Transform) -> float:
     """Mattes mutual information (negative; lower = better) of ``moving`` through ``transform``
-    against ``fixed`` over the fixed body, 32 bins, 20 % of the voxels at a fixed seed."""
+    against ``fixed`` over every voxel of the fixed body, 32 bins: deterministic, no sampling
+    (ITK's ``MetricEvaluate`` ignores a sampling percentage; measured, the value was the same
+    at 1 %, 20 % and 100 %)."""
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(32)
-    reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(0.2, seed)
     reg.SetMetricFixedMask(fixed.body)
     reg.SetMetricMovingMask(moving.domain)
     reg.SetInterpolator(sitk.sitkLinear)
+    # A value needs no derivative: without these, ITK filters both whole images for gradients
+    # first, half the cost of the evaluation (the value is the same to the last digit).
+    reg.MetricUseFixedImageGradientFilterOff()
+    reg.MetricUseMovingImageGradientFilterOff()
     # as the moving initial transform: ITK takes a dense (displacement field) transform being
     # optimised to define the virtual domain, and refuses a fixed image on another grid
     reg.SetMovingInitialTransform(transform)
@@ -373,7 +380,7 @@ def register_pair(fixed: WorkingImage, moving: WorkingImage, config: Registratio
     (flagged downstream), never raises for image content."""
     started = time.perf_counter()
     stages = config.stages_for(moving.modality)
-    before = mattes_metric(fixed, moving, initial_rigid(fixed, moving), config.seed)
+    before = mattes_metric(fixed, moving, initial_rigid(fixed, moving))
     try:
         transform, results = run_stages(fixed, moving, stages, config, roi_mm=roi_mm, name=name)
         error = ""
@@ -386,5 +393,5 @@ def register_pair(fixed: WorkingImage, moving: WorkingImage, config: Registratio
     # the Jacobian samples one step beyond the region, outside the field: the transform itself
     jmin, jmax = jacobian_range(transform, seen if fraction > 0 else fixed.body)
     local = lesion_correlation(fixed, moving, checked, roi_mm, config.lesion_roi_mm)
-    return PairResult(transform, mattes_metric(fixed, moving, checked, config.seed), before, jmin, jmax,
+    return PairResult(transform, mattes_metric(fixed, moving, checked), before, jmin, jmax,
                       fraction, results, error, time.perf_counter() - started, local)
