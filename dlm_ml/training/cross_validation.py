@@ -116,6 +116,7 @@ def cross_validate(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, reco
     if pool_size(fold_workers, len(to_train)) > 1:
         results.update(train_folds_in_processes(cfg, patches, folds, to_train, recorder, out_dir, covariates,
                                                 resuming=resuming, workers=fold_workers))
+        raise_if_sigterm_received()
     for fold in to_train:
         if fold in results:
             continue
