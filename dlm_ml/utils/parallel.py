@@ -76,8 +76,10 @@ def _run(fn, items, n_workers, initializer, initargs) -> Iterator[tuple[int, Any
             # A failed task or a stop (SIGTERM raised as KeyboardInterrupt): the tasks still
             # running are stopped too (SIGTERM to their workers), or leaving the pool would wait
             # for each to finish its item, which for a fold is minutes.
+            # The workers are listed before the shutdown, which forgets them.
+            workers = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
+            for process in workers:
                 if process.is_alive():
                     process.terminate()
             raise

@@ -54,3 +54,47 @@ def test_one_worker_runs_the_initializer_here():
 def test_empty_input_and_pool_size():
     assert parallel_map(_fail_on_three, [], workers=2, progress=False) == []
     assert pool_size(8, 3) == 3 and pool_size(0, 5) == 1 and pool_size(2, 0) == 1
+
+
+def _slow_or_failing(item: tuple[str, str]) -> str:
+    """``("slow", folder)`` records its pid, works 20 s, then leaves ``done``; ``("fail", folder)``
+    waits until the slow task runs, then fails."""
+    kind, folder = item
+    started = os.path.join(folder, "slow.pid")
+    if kind == "slow":
+        with open(started + ".tmp", "w") as out:
+            out.write(str(os.getpid()))
+        os.replace(started + ".tmp", started)
+        time.sleep(20)
+        open(os.path.join(folder, "done"), "w").close()
+        return kind
+    for _ in range(600):
+        if os.path.exists(started):
+            break
+        time.sleep(0.05)
+    raise ValueError("fold 1: diverged")
+
+
+def _gone(pid: int) -> bool:
+    """The process has ended (reaped, or a zombie nobody has waited for yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
+def test_a_failed_task_stops_the_tasks_still_running(tmp_path):
+    # Leaving the pool would otherwise wait for the slow task to finish its item (for a fold,
+    # minutes) before the error reaches the caller.
+    with pytest.raises(ValueError, match="fold 1: diverged"):
+        parallel_map(_slow_or_failing, [("slow", str(tmp_path)), ("fail", str(tmp_path))], workers=2,
+                     progress=False)
+    pid = int((tmp_path / "slow.pid").read_text())
+    for _ in range(100):  # the terminated worker needs a moment to exit
+        if _gone(pid):
+            break
+        time.sleep(0.05)
+    assert _gone(pid), "the worker of the slow task still runs after the call returned"
+    assert not (tmp_path / "done").exists()
