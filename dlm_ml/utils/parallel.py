@@ -74,8 +74,8 @@ def _run(fn, items, n_workers, initializer, initargs) -> Iterator[tuple[int, Any
                 yield futures[future], future.result()
         except BaseException:
             # A failed task or a stop (SIGTERM raised as KeyboardInterrupt): the tasks still
-            # running are stopped too (SIGTERM to their workers), or leaving the pool would wait
-            # for each to finish its item, which for a fold is minutes.
+            # running are stopped too (SIGTERM to their workers); otherwise each would run its item
+            # to the end (for a fold, minutes) and the interpreter would wait for it at exit.
             # The workers are listed before the shutdown, which forgets them.
             workers = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)

@@ -86,8 +86,8 @@ def _gone(pid: int) -> bool:
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
 def test_a_failed_task_stops_the_tasks_still_running(tmp_path):
-    # Leaving the pool would otherwise wait for the slow task to finish its item (for a fold,
-    # minutes) before the error reaches the caller.
+    # Otherwise the slow task's worker runs its item to the end (for a fold, minutes) after the
+    # error has reached the caller, and the interpreter waits for it at exit.
     with pytest.raises(ValueError, match="fold 1: diverged"):
         parallel_map(_slow_or_failing, [("slow", str(tmp_path)), ("fail", str(tmp_path))], workers=2,
                      progress=False)
