@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     # ru_maxrss of waited-for descendants, in KiB on Linux: the largest single process.
     peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2
     if timings is not None and timings.is_file():
-        print("\nTime by stage (cores: those the process could use)")
+        print("\nTime by stage (cores: those the stage could use; a fold: its torch threads)")
         print(format_stage_table(pd.read_csv(timings), elapsed))
     print(f"demo finished with exit code {child.returncode}: wall time {elapsed:.0f} s "
           f"({elapsed / 60:.1f} min), peak memory {peak_gib:.2f} GiB")

@@ -362,6 +362,8 @@ def _prediction_table(lesions: pd.DataFrame, rows: np.ndarray, prob: np.ndarray,
 
 #: Fold-run tag: how many epochs the fold had finished when this session resumed it (0: from the start).
 RESUMED_AFTER_EPOCHS_TAG = "dlm_ml.resumed_after_epochs"
+#: Tag of a fold's record: the torch threads it trained with.
+FOLD_THREADS_TAG = "torch_threads"
 
 
 def _resume_point(last_ckpt: Path, fold: int, run: FoldRun) -> str | None:
@@ -406,8 +408,10 @@ def train_fold(cfg: DictConfig, patches: PatchSet, folds: pd.DataFrame, fold: in
     trainer: pl.Trainer = hydra.utils.instantiate(
         trainer_cfg, callbacks=callbacks, logger=run.lightning_logger(), default_root_dir=str(fold_dir),
         enable_progress_bar=progress_bar_wanted(cfg.trainer.get("enable_progress_bar", True)))
-    # The Trainer applies its own `deterministic` setting: record the state training runs with.
-    run.set_tags({"torch_deterministic": str(torch.are_deterministic_algorithms_enabled()).lower()})
+    # The Trainer applies its own `deterministic` setting: record the state training runs with, and
+    # the threads (a fold in a pool has fewer than the process's cores; the timing table shows them).
+    run.set_tags({"torch_deterministic": str(torch.are_deterministic_algorithms_enabled()).lower(),
+                  FOLD_THREADS_TAG: str(torch.get_num_threads())})
     # Only a resumed run trusts a checkpoint in its folder (claim_fold_folder refused any other's).
     ckpt_path = _resume_point(last_ckpt, fold, run) if resuming else None
     with _lightning_pytree_warning_filtered():

@@ -13,9 +13,9 @@ from dlm_ml.cli.stage_times import fold_rows, stage_table
 from dlm_ml.utils.timing import PARALLEL_FOLDS_STAGE, wall_seconds
 
 
-def _run(fold, start_ms, end_ms, role="fold"):
-    return SimpleNamespace(data=SimpleNamespace(tags={"fold": str(fold), "dlm_ml.role": role}),
-                           info=SimpleNamespace(start_time=start_ms, end_time=end_ms))
+def _run(fold, start_ms, end_ms, role="fold", threads=None):
+    tags = {"fold": str(fold), "dlm_ml.role": role} | ({"torch_threads": str(threads)} if threads else {})
+    return SimpleNamespace(data=SimpleNamespace(tags=tags), info=SimpleNamespace(start_time=start_ms, end_time=end_ms))
 
 
 class _Client:
@@ -34,6 +34,13 @@ def test_fold_rows_from_the_fold_runs_start_and_end_by_fold():
     assert rows == [{"stage": "fold 0", "seconds": 20.0, "cores": 2},
                     {"stage": "fold 1", "seconds": 30.5, "cores": 2}]
     assert client.queries == [(["7"], "tags.`mlflow.parentRunId` = 'parent'")]
+
+
+def test_a_fold_row_shows_the_threads_the_fold_trained_with():
+    # folds trained two at a time had one thread each on 2 cores; a tabular fold records none
+    client = _Client([_run(0, 0, 1_000, threads=1), _run(1, 0, 1_000, threads=8), _run(2, 0, 1_000)])
+    rows = fold_rows(SimpleNamespace(client=client, experiment_id="7"), "parent", cores=2)
+    assert [r["cores"] for r in rows] == [1, 2, 2]
 
 
 def test_folds_go_between_the_inputs_and_the_evaluation():

@@ -10,7 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from dlm_ml.cli.config import CONF_DIR
-from dlm_ml.training.cross_validation import cross_validate
+from dlm_ml.training.cross_validation import FOLD_THREADS_TAG, cross_validate
 from dlm_ml.training.recorder import MemoryFoldRecorder
 from dlm_ml.utils.timing import PARALLEL_FOLDS_STAGE, reset_stages, stage_rows
 
@@ -50,6 +50,8 @@ def test_two_fold_workers_predict_what_one_process_does(patches, tmp_path):
     assert {f: r.metrics["n_test_lesions"] for f, r in two_record.runs.items()} == \
         {f: r.metrics["n_test_lesions"] for f, r in one_record.runs.items()}
     assert [r["stage"] for r in stage_rows()] == [PARALLEL_FOLDS_STAGE]
+    # each fold records the threads it had (the timing table's cores for the fold)
+    assert {r.tags[FOLD_THREADS_TAG] for r in two_record.runs.values()} == {str(max(1, threads // 2))}
     assert all((tmp_path / "two" / f"fold_{k}" / "predictor").is_dir() for k in range(3))
 
 

@@ -212,7 +212,8 @@ def simulate_patient(index: int, config: SynthConfig, seed: np.random.SeedSequen
                 continue
             present[(tp, mod)] = bool(missing_u[k] >= (miss.adc if mod == "adc" else miss.ct))
             k += 1
-    images = [ImageSpec(tp, mod, grids[(tp, mod)], poses[(tp, mod)], present=present[(tp, mod)]) for (tp, mod) in grids]
+    images = [ImageSpec(tp, mod, grids[(tp, mod)], poses[(tp, mod)], present=present[(tp, mod)],
+                        path=image_relpath(pid, tp, mod, config.compress_images)) for (tp, mod) in grids]
 
     # --- tissues and lesion values per image -----------------------------------------
     noise_ct = cl.site_ct_noise_hu[site]
@@ -261,7 +262,7 @@ def simulate_patient(index: int, config: SynthConfig, seed: np.random.SeedSequen
                           cea_presurgery=round(float(cea1), 1), chemo_regimen=regimen, chemo_cycles=cycles,
                           enrolment_date=str(enrolment))],
         "images": [dict(patient_id=pid, timepoint=s.timepoint, modality=s.modality,
-                        path=image_relpath(pid, s.timepoint, s.modality)) for s in images if s.present],
+                        path=s.path) for s in images if s.present],
         "lesions": [dict(patient_id=pid, lesion_id=ids[i], x_mm=round(cts[i][0], 2), y_mm=round(cts[i][1], 2),
                          z_mm=round(cts[i][2], 2), diameter_mm=float(d0[i]),
                          diameter_presurgery_mm=round(float(d1_measured[i]), 1), mask_path=mask_relpath(pid),
@@ -289,7 +290,7 @@ def simulate_patient(index: int, config: SynthConfig, seed: np.random.SeedSequen
                                 liver_adc=round(float(liver_adc), 1), ct_noise_hu=noise_ct, adc_scale=scale,
                                 **anatomy.as_record())],
         "truth_images": [dict(patient_id=pid, timepoint=s.timepoint, modality=s.modality,
-                              path=image_relpath(pid, s.timepoint, s.modality), present=int(s.present),
+                              path=s.path, present=int(s.present),
                               **s.grid.as_record(), **s.pose.as_record()) for s in images],
         # where each lesion centre really lies in each image's own physical space
         "truth_lesion_positions": [dict(patient_id=pid, lesion_id=ids[i], timepoint=s.timepoint,

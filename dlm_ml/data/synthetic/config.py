@@ -247,6 +247,10 @@ class SynthConfig:
     n_patients: int = 100
     seed: int = 0
     n_workers: int = 0  # 0 = automatic; does not change the output
+    # CT and ADC files as .nii.gz instead of .nii: about 1.8x less disk, but gzip of their noise
+    # was half of the generator's CPU time (docs/benchmarks.md, Synthetic cohort).
+    # Masks are always compressed (mostly zeros: a few kB each, written in milliseconds).
+    compress_images: bool = False
     lesions: LesionConfig = field(default_factory=LesionConfig)
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
     anatomy: AnatomyConfig = field(default_factory=AnatomyConfig)

@@ -186,10 +186,13 @@ class ImageSpec:
     grid: ImageGrid
     pose: VisitPose = field(default_factory=VisitPose)
     present: bool = True  # False: a missing image (no file, no row in images.csv)
+    path: str = ""  # relative to the cohort folder (image_relpath)
 
 
-def image_relpath(patient_id: str, timepoint: str, modality: str) -> str:
-    return f"images/{patient_id}/{timepoint}_{modality}.nii.gz"
+def image_relpath(patient_id: str, timepoint: str, modality: str, compressed: bool = True) -> str:
+    """Where one image is written: ``images/<patient>/<timepoint>_<modality>.nii`` (``.nii.gz``
+    when ``compressed``)."""
+    return f"images/{patient_id}/{timepoint}_{modality}.nii{'.gz' if compressed else ''}"
 
 
 def build_grid(center_mm: np.ndarray, fov_mm, spacing_mm, jitter_mm: float, rng: np.random.Generator,

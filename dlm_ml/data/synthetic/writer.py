@@ -18,7 +18,6 @@ from dlm_ml.data.imaging.imageio import write_image
 from dlm_ml.data.synthetic.anatomy import render
 from dlm_ml.data.synthetic.biology import PatientSpec, liver_mask_relpath, mask_relpath
 from dlm_ml.data.synthetic.config import SynthConfig
-from dlm_ml.data.synthetic.geometry import image_relpath
 from dlm_ml.data.synthetic.tables import PUBLIC_TABLES, TRUTH_TABLES, simulate_cohort, summarize
 from dlm_ml.utils.atomic import atomic_write_csv, atomic_write_json, atomic_write_text
 from dlm_ml.utils.parallel import available_cores, parallel_map
@@ -46,7 +45,7 @@ def render_patient(spec: PatientSpec, root: str, adc_max: float) -> int:
             arr = np.clip(vol, *CT_RANGE, out=vol).astype(np.int16)
         else:
             arr = np.clip(vol, 0, adc_max, out=vol).astype(np.uint16)
-        write_image(image.grid.to_sitk(arr), root_p / image_relpath(spec.patient_id, *key), compress=True)
+        write_image(image.grid.to_sitk(arr), root_p / image.path, compress=image.path.endswith(".gz"))
         written += 1
         if is_ref:  # masks on the baseline CT grid: lesion labels (public), liver (truth)
             write_image(image.grid.to_sitk(out[2]), root_p / mask_relpath(spec.patient_id), compress=True)

@@ -275,6 +275,27 @@ def test_process_pool_gives_identical_output(tmp_path):
     assert config_differences(two, make_config("tiny", n_patients=4, n_workers=1)) == []
 
 
+def test_uncompressed_images_hold_the_same_voxels(tmp_path):
+    # compress_images=false (every preset but tiny): CT and ADC as .nii, listed so in the tables;
+    # masks stay .nii.gz; voxels and geometry are those of the compressed cohort
+    packed = generate_cohort(tmp_path / "gz", make_config("tiny", n_patients=2), progress=False)
+    plain = generate_cohort(tmp_path / "nii", make_config("tiny", n_patients=2, compress_images=False),
+                            progress=False)
+    packed_paths, plain_paths = _read(packed, schema.IMAGES_CSV)["path"], _read(plain, schema.IMAGES_CSV)["path"]
+    assert packed_paths.str.endswith(".nii.gz").all() and plain_paths.str.endswith(".nii").all()
+    assert set(plain_paths) == {str(p.relative_to(plain)) for p in (plain / "images").rglob("*") if p.is_file()}
+    assert (plain_paths + ".gz").tolist() == packed_paths.tolist()
+    assert _read(plain, "truth/images.csv")["path"].str.endswith(".nii").all()
+    assert _read(plain, schema.LESIONS_CSV)["mask_path"].str.endswith(".nii.gz").all()
+    for a, b in zip(packed_paths, plain_paths):
+        one, two = sitk.ReadImage(str(packed / a)), sitk.ReadImage(str(plain / b))
+        assert np.array_equal(sitk.GetArrayFromImage(one), sitk.GetArrayFromImage(two)), b
+        assert (one.GetSpacing(), one.GetOrigin(), one.GetDirection()) == \
+            (two.GetSpacing(), two.GetOrigin(), two.GetDirection()), b
+    assert config_differences(plain, make_config("tiny", n_patients=2)) == \
+        ["compress_images: recorded false, asked true"]
+
+
 def test_larger_cohort_extends_smaller_one():
     small = simulate_tables(make_config("tiny", n_patients=3, seed=4))
     large = simulate_tables(make_config("tiny", n_patients=6, seed=4))
