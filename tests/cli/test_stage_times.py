@@ -10,11 +10,12 @@ import pytest
 
 from dlm_ml.cli.demo import format_stage_table
 from dlm_ml.cli.stage_times import fold_rows, stage_table
+from dlm_ml.training.cross_validation import FOLD_THREADS_TAG
 from dlm_ml.utils.timing import PARALLEL_FOLDS_STAGE, wall_seconds
 
 
 def _run(fold, start_ms, end_ms, role="fold", threads=None):
-    tags = {"fold": str(fold), "dlm_ml.role": role} | ({"torch_threads": str(threads)} if threads else {})
+    tags = {"fold": str(fold), "dlm_ml.role": role} | ({FOLD_THREADS_TAG: str(threads)} if threads else {})
     return SimpleNamespace(data=SimpleNamespace(tags=tags), info=SimpleNamespace(start_time=start_ms, end_time=end_ms))
 
 

@@ -213,7 +213,7 @@ def simulate_patient(index: int, config: SynthConfig, seed: np.random.SeedSequen
             present[(tp, mod)] = bool(missing_u[k] >= (miss.adc if mod == "adc" else miss.ct))
             k += 1
     images = [ImageSpec(tp, mod, grids[(tp, mod)], poses[(tp, mod)], present=present[(tp, mod)],
-                        path=image_relpath(pid, tp, mod, config.compress_images)) for (tp, mod) in grids]
+                        path=image_relpath(pid, tp, mod, compressed=config.compress_images)) for (tp, mod) in grids]
 
     # --- tissues and lesion values per image -----------------------------------------
     noise_ct = cl.site_ct_noise_hu[site]

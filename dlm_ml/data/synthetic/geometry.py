@@ -186,10 +186,10 @@ class ImageSpec:
     grid: ImageGrid
     pose: VisitPose = field(default_factory=VisitPose)
     present: bool = True  # False: a missing image (no file, no row in images.csv)
-    path: str = ""  # relative to the cohort folder (image_relpath)
+    path: str = field(kw_only=True)  # relative to the cohort folder (image_relpath)
 
 
-def image_relpath(patient_id: str, timepoint: str, modality: str, compressed: bool = True) -> str:
+def image_relpath(patient_id: str, timepoint: str, modality: str, *, compressed: bool) -> str:
     """Where one image is written: ``images/<patient>/<timepoint>_<modality>.nii`` (``.nii.gz``
     when ``compressed``)."""
     return f"images/{patient_id}/{timepoint}_{modality}.nii{'.gz' if compressed else ''}"
