@@ -42,4 +42,4 @@ bench: $(STAMP)
 # What `make demo` wrote, so the next one starts from scratch: its run folders, its synthetic
 # cohort and the registration and patch caches. Its MLflow runs stay in outputs/mlflow.
 clean-demo:
-	rm -rf outputs/logs/demo outputs/data/synthetic_default_n100_seed42 outputs/cache
+	rm -rf outputs/logs/demo outputs/data/synthetic_demo_n100_seed42 outputs/cache

@@ -75,7 +75,9 @@ def _defaults_with(ct: dict | None = None, adc: dict | None = None) -> dict:
 
 
 # Settings compared by --candidates: keyword arguments of RegistrationConfig over its defaults.
-# Shrink factors are relative to working_spacing_mm (2 mm unless set): 1, 2, 4 = 2, 4, 8 mm.
+# Shrink factors are relative to the working spacing (2 mm unless set): 1, 2, 4 = 2, 4, 8 mm. The
+# candidates before version 5 registered ADC maps on the 2 mm grid too (adc_working_spacing_mm 2).
+ADC_2MM = {"adc_working_spacing_mm": 2.0}
 CANDIDATES: dict[str, dict] = {
     # the package's defaults, whatever they are now
     "default": {},
@@ -84,13 +86,17 @@ CANDIDATES: dict[str, dict] = {
     "bspline_20": _defaults_with({"bspline": {"iterations": 20}}),
     "bspline_3pct": _defaults_with({"bspline": {"sampling_fraction": 0.03}}),
     # the stages before version 3: a 2 mm level in the CT affine stage and in the ADC stage
-    "v2": {"ct_stages": _ct_stages(), "adc_stages": _adc_stages()},
+    "v2": {**ADC_2MM, "ct_stages": _ct_stages(), "adc_stages": _adc_stages()},
     # version 3 (no 2 mm level: CT rigid 8, 4 mm; affine 4 mm; B-spline 4 mm; ADC rigid 8, 4 mm), image
     # gradients from whole-image filters; version 4 is these levels with gradients at the samples
-    "coarse": {"ct_stages": _ct_stages(affine=((2,), (2.0,))), "adc_stages": _adc_stages(((4, 2), (4.0, 2.0)))},
+    "coarse": {**ADC_2MM, "ct_stages": _ct_stages(affine=((2,), (2.0,))),
+               "adc_stages": _adc_stages(((4, 2), (4.0, 2.0)))},
     # coarser still: CT rigid 8 mm; affine 4 mm; B-spline 8 mm; ADC rigid 8, 4 mm
-    "coarsest": {"ct_stages": _ct_stages(rigid=((4,), (4.0,)), affine=((2,), (2.0,)), bspline=((4,), (2.0,))),
+    "coarsest": {**ADC_2MM,
+                 "ct_stages": _ct_stages(rigid=((4,), (4.0,)), affine=((2,), (2.0,)), bspline=((4,), (2.0,))),
                  "adc_stages": _adc_stages(((4, 2), (4.0, 2.0)))},
+    # version 4's ADC registration: the same levels (8, 4 mm) on a 2 mm working grid, not 4 mm
+    "adc_2mm": {**ADC_2MM, **_defaults_with(adc={"shrink_factors": (4, 2)})},
 }
 
 

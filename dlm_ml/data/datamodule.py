@@ -16,7 +16,7 @@ from dlm_ml.data.covariates import CovariateEncoder, LesionCovariates
 from dlm_ml.data.folds import fold_rows
 from dlm_ml.data.patches import PatchSet
 from dlm_ml.data.samplers import RankSplitBatchSampler
-from dlm_ml.data.transforms import evaluation_transforms, training_transforms
+from dlm_ml.data.transforms import evaluation_transforms, plain_tensors, training_transforms
 
 
 def lesion_records(patches: PatchSet, rows: np.ndarray, covariates: np.ndarray | None = None) -> list[dict]:
@@ -63,7 +63,8 @@ class EpochSeededDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         self.transform.set_random_state(seed=item_seed(self.seed, self.epoch, index))
-        return self.transform(self.data[index])
+        with plain_tensors():
+            return self.transform(self.data[index])
 
 
 def item_seed(*parts: int) -> int:
@@ -135,7 +136,9 @@ class PCRDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.fit_set = EpochSeededDataset(lesion_records(self.patches, self.fit_rows, self.covariates),
-                                          training_transforms(**self.augmentation), seed=self.seed * 1000 + self.fold)
+                                          training_transforms(**self.augmentation,
+                                                              spatial_size=self.patches.image.shape[2:]),
+                                          seed=self.seed * 1000 + self.fold)
         eval_tf = evaluation_transforms()
         self.val_set = Dataset(lesion_records(self.patches, self.val_rows, self.covariates), transform=eval_tf)
         self.test_set = Dataset(lesion_records(self.patches, self.test_rows, self.covariates), transform=eval_tf)

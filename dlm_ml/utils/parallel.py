@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from dlm_ml.utils.progress import progress_bar
@@ -68,7 +69,9 @@ def _run(fn, items, n_workers, initializer, initargs) -> Iterator[tuple[int, Any
     context = multiprocessing.get_context(START_METHOD)
     with ProcessPoolExecutor(n_workers, mp_context=context, initializer=_worker_start,
                              initargs=(os.getpid(), initializer, initargs)) as pool:
-        futures = {pool.submit(fn, item): index for index, item in enumerate(items)}
+        # the workers start as the tasks are submitted (a spawn pool starts them on demand)
+        with _main_module_left_alone(fn, initializer):
+            futures = {pool.submit(fn, item): index for index, item in enumerate(items)}
         try:
             for future in as_completed(futures):
                 yield futures[future], future.result()
@@ -83,6 +86,31 @@ def _run(fn, items, n_workers, initializer, initargs) -> Iterator[tuple[int, Any
                 if process.is_alive():
                     process.terminate()
             raise
+
+
+@contextmanager
+def _main_module_left_alone(*functions: Callable[..., Any] | None) -> Iterator[None]:
+    """Workers started inside this block do not import the parent's ``__main__`` module.
+
+    A spawned worker first imports its parent's main module, so that what was defined there can
+    be unpickled. For ``dlm-train`` or ``python -m dlm_ml.train`` that module is the whole
+    command line (torch, Lightning, MONAI, MLflow): about 8 s of CPU per worker on a 2-core
+    laptop, for every pool, whatever the tasks need; a registration worker needs SimpleITK.
+    Every worker is given nothing of ``__main__`` instead (it reads ``__spec__`` and
+    ``__file__`` when it starts), unless a function it must call was defined there."""
+    main = sys.modules.get("__main__")
+    if main is None or any(getattr(f, "__module__", None) == "__main__" for f in functions if f is not None):
+        yield
+        return
+    hidden = {k: main.__dict__[k] for k in ("__spec__", "__file__") if k in main.__dict__}
+    main.__spec__ = None
+    main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        main.__dict__.update(hidden)
+        if "__spec__" not in hidden:
+            del main.__spec__
 
 
 #: Linux ``prctl`` option: the signal the kernel sends a process when its parent dies.

@@ -4,6 +4,8 @@ with one worker and in spawned processes with two."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -98,3 +100,33 @@ def test_a_failed_task_stops_the_tasks_still_running(tmp_path):
         time.sleep(0.05)
     assert _gone(pid), "the worker of the slow task still runs after the call returned"
     assert not (tmp_path / "done").exists()
+
+
+# A program whose every import leaves a marker file: how many processes imported it.
+_MAIN_PROGRAM = """
+import os, sys
+open(os.path.join(sys.argv[1], f"imported_by_{os.getpid()}"), "w").close()
+from dlm_ml.utils.parallel import parallel_map
+
+def negate(x):
+    return -x
+
+if __name__ == "__main__":
+    fn = negate if sys.argv[2] == "own" else abs
+    print(parallel_map(fn, [-1, -2, -3, -4], workers=2, progress=False))
+"""
+
+
+@pytest.mark.parametrize("task", ["library", "own"])
+def test_workers_import_the_main_module_only_for_a_task_defined_there(tmp_path, task):
+    """A spawned worker would import the parent's main program first (for dlm-train: torch,
+    Lightning, MLflow, seconds per worker); it does only when the task was defined there."""
+    program = tmp_path / "program.py"
+    program.write_text(_MAIN_PROGRAM)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    out = subprocess.run([sys.executable, str(program), str(markers), task], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out.strip() == "[1, 2, 3, 4]"
+    importers = len(list(markers.iterdir()))
+    assert importers == (1 if task == "library" else 3), importers  # the parent alone, or it and both workers

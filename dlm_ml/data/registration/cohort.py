@@ -33,15 +33,16 @@ from dlm_ml.data.cohort.fingerprint import cohort_file_digests
 from dlm_ml.data.imaging.imageio import read_image
 from dlm_ml.data.imaging.integrity import ImageIntegrityError
 from dlm_ml.data.registration.config import RegistrationConfig
-from dlm_ml.data.registration.pair import PairResult, WorkingImage, prepare, register_pair
+from dlm_ml.data.registration.pair import PairResult, WorkingImage, coarsen, prepare, register_pair
 from dlm_ml.utils.atomic import atomic_path, atomic_write_text
 from dlm_ml.utils.hashing import file_sha256, payload_digest
 from dlm_ml.utils.parallel import available_cores, parallel_map, pool_size
 
 # Bump when the registration algorithm changes, so cached transforms are never reused.
-REGISTRATION_ALGORITHM_VERSION = 4  # 2: lesion_correlation measured and recorded; 3: no 2 mm levels,
+REGISTRATION_ALGORITHM_VERSION = 5  # 2: lesion_correlation measured and recorded; 3: no 2 mm levels,
 # deformable results checked through their displacement field; 4: image gradients at the sampled points
-# (StageConfig.gradient_filter false), 10 B-spline iterations
+# (StageConfig.gradient_filter false), 10 B-spline iterations; 5: ADC → CT on a 4 mm working grid
+# (adc_working_spacing_mm; a CT's 4 mm copy coarsened from its 2 mm one), body masks dilated by 4 mm
 BASE = (schema.REFERENCE_TIMEPOINT, schema.REFERENCE_MODALITY)
 # seconds: time the direct registration took when it ran (also for a cached one);
 # patient_seconds: wall time of this run for the patient (near 0 when all was cached).
@@ -118,19 +119,25 @@ def register_patient(job: PatientJob) -> list[dict]:
     if BASE not in job.images:
         raise ValueError(f"patient {job.patient_id}: no baseline CT, the space every image is registered into")
     root = Path(job.cache_dir) / "registration"
-    working: dict[tuple[str, str], WorkingImage] = {}
+    working: dict[tuple[tuple[str, str], float], WorkingImage] = {}  # (image, working spacing) → copy
 
-    def work(key) -> WorkingImage:
-        if key not in working:
+    def work(key, spacing_mm: float) -> WorkingImage:
+        if (key, spacing_mm) not in working:
             path = job.images[key][0]
+            finest = config.working_spacing_mm
             try:
-                working[key] = prepare(read_image(path), key[1], config)
+                if key[1] == "ct" and spacing_mm > finest:
+                    # always from the CT -> CT copy (prepared for it if need be): the same copy
+                    # whatever the cache held, and an eighth of the cost of the original
+                    working[(key, spacing_mm)] = coarsen(work(key, finest), config, spacing_mm=spacing_mm)
+                else:
+                    working[(key, spacing_mm)] = prepare(read_image(path), key[1], config, spacing_mm=spacing_mm)
             except ImageIntegrityError as err:  # a damaged image is the input's error, not a failed registration
                 raise ImageIntegrityError(err.path, err.problems, f"patient {job.patient_id}, {_label(key)}") from err
             except (ValueError, RuntimeError) as err:
                 raise ValueError(f"patient {job.patient_id}, {_label(key)} ({path}): cannot prepare for "
                                  f"registration: {err}") from err
-        return working[key]
+        return working[(key, spacing_mm)]
 
     pairs: dict[tuple, dict] = {}  # (fixed, moving) → record with key, path, transform
 
@@ -138,11 +145,15 @@ def register_patient(job: PatientJob) -> list[dict]:
         if (fixed, moving) in pairs:
             return pairs[(fixed, moving)]
         stages = config.stages_for(moving[1])
+        spacing = config.working_spacing_for(moving[1])
         uses_roi = any(s.mask == "lesions" for s in stages)
+        # what this pair's result depends on: its own stages and working spacing, not the other modality's
+        own = {k: v for k, v in config.key_dict().items()
+               if k not in ("failure", "ct_stages", "adc_stages", "bspline", "working_spacing_mm",
+                            "adc_working_spacing_mm")}
         key = payload_digest({"version": REGISTRATION_ALGORITHM_VERSION, "fixed": job.images[fixed][1],
                      "moving": job.images[moving][1], "modalities": [fixed[1], moving[1]],
-                     "config": {k: v for k, v in config.key_dict().items() if k not in ("failure", "ct_stages",
-                                                                                       "adc_stages", "bspline")},
+                     "config": {**own, "working_spacing_mm": spacing},
                      "stages": [vars(s) for s in stages],
                      "roi": np.round(np.asarray(roi, float), 1).tolist() if uses_roi and roi is not None else None})
         tfm, meta = root / "pairs" / f"{key}.tfm", root / "pairs" / f"{key}.json"
@@ -153,7 +164,7 @@ def register_patient(job: PatientJob) -> list[dict]:
         else:
             name = f"patient {job.patient_id}: {_label(moving)} → {_label(fixed)}"
             try:
-                result = register_pair(work(fixed), work(moving), config, roi_mm=roi, name=name)
+                result = register_pair(work(fixed, spacing), work(moving, spacing), config, roi_mm=roi, name=name)
             except ImageIntegrityError:
                 raise
             except ValueError as err:

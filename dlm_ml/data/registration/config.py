@@ -46,7 +46,8 @@ class StageConfig:
     iterations : int
         Most iterations per resolution level.
     shrink_factors : tuple of int
-        Multi-resolution pyramid, relative to the working spacing (coarse → fine).
+        Multi-resolution pyramid, relative to the registration's working spacing
+        (``RegistrationConfig.working_spacing_for``), coarse → fine.
     smoothing_sigmas_mm : tuple of float
         Gaussian smoothing per level, in mm.
     mask : {"body", "lesions", "none"}
@@ -160,8 +161,9 @@ def _default_adc_stages() -> tuple[StageConfig, ...]:
     # Rigid only: at 4-6 mm slices an affine or B-spline stage fitted ADC/CT mutual
     # information no better (affine) or clearly worse (B-spline) at the lesions. 64 bins
     # resolve the liver / lesion / vessel levels of both maps better than 32. Levels of 8 and
-    # 4 mm: ADC voxels are 1.5-2.5 mm by 4-6 mm, so a 2 mm level added cost, not detail.
-    return (StageConfig("rigid", histogram_bins=64, shrink_factors=(4, 2), smoothing_sigmas_mm=(4.0, 2.0)),)
+    # 4 mm (shrink 2 and 1 of adc_working_spacing_mm): ADC voxels are 1.5-2.5 mm by 4-6 mm, so
+    # a 2 mm level added cost, not detail.
+    return (StageConfig("rigid", histogram_bins=64, shrink_factors=(2, 1), smoothing_sigmas_mm=(4.0, 2.0)),)
 
 
 @dataclass(frozen=True)
@@ -177,8 +179,14 @@ class RegistrationConfig:
     adc_stages : tuple of StageConfig
         An ADC map → the CT of the same visit (fixed); composed with that CT's transform.
     working_spacing_mm : float
-        Both images are smoothed and resampled to this isotropic spacing before registering
-        (speed; the transform is then applied to the original images, never to these copies).
+        Both images of a CT → CT registration are smoothed and resampled to this isotropic
+        spacing before registering (speed; the transform is then applied to the original
+        images, never to these copies). The stages' shrink factors are relative to it.
+    adc_working_spacing_mm : float
+        The same for an ADC → CT registration (the ADC map and its visit's CT). ADC maps are
+        1.5-2.5 mm in plane with 4-6 mm slices, and their stages' finest level is 4 mm: a 4 mm
+        grid holds what they use, and the quality checks, which read every working voxel of
+        the fixed body, cost an eighth of a 2 mm grid's (docs/benchmarks.md, Registration).
     ct_clip_hu : (float, float)
         CT intensities are clipped to this window before registering (metal, air noise).
     lesion_roi_mm : float
@@ -204,6 +212,7 @@ class RegistrationConfig:
     ct_stages: tuple[StageConfig, ...] = field(default_factory=_default_ct_stages)
     adc_stages: tuple[StageConfig, ...] = field(default_factory=_default_adc_stages)
     working_spacing_mm: float = 2.0
+    adc_working_spacing_mm: float = 4.0
     ct_clip_hu: tuple[float, float] = (-1000.0, 1500.0)
     lesion_roi_mm: float = 50.0
     bspline: bool = True
@@ -232,8 +241,8 @@ class RegistrationConfig:
                 problems.append(f"{name} must start with a rigid stage")
             elif order != sorted(order):
                 problems.append(f"{name}: stages go rigid, then affine, then bspline")
-        if self.working_spacing_mm <= 0 or self.lesion_roi_mm <= 0:
-            problems.append("working_spacing_mm and lesion_roi_mm must be positive")
+        if min(self.working_spacing_mm, self.adc_working_spacing_mm, self.lesion_roi_mm) <= 0:
+            problems.append("working_spacing_mm, adc_working_spacing_mm and lesion_roi_mm must be positive")
         if self.workers < 1 or self.threads_per_worker < 0:
             problems.append("workers >= 1 and threads_per_worker >= 0")
         if self.seed < 1:
@@ -250,6 +259,10 @@ class RegistrationConfig:
         """Stages of a registration of a ``moving_modality`` image, B-splines dropped unless enabled."""
         seq = self.adc_stages if moving_modality == "adc" else self.ct_stages
         return tuple(s for s in seq if self.bspline or s.transform != "bspline")
+
+    def working_spacing_for(self, moving_modality: str) -> float:
+        """The working spacing (mm) of both images of a registration of a ``moving_modality`` image."""
+        return self.adc_working_spacing_mm if moving_modality == "adc" else self.working_spacing_mm
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

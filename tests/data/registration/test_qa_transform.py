@@ -18,7 +18,8 @@ CONFIG = RegistrationConfig(workers=1)
 def baseline_ct(tmp_path_factory):
     root = generate_cohort(tmp_path_factory.mktemp("qa") / "tiny", make_config("tiny", n_patients=1, seed=2),
                            progress=False)
-    return prepare(sitk.ReadImage(str(root / "images/P0001/baseline_ct.nii.gz")), "ct", CONFIG)
+    return prepare(sitk.ReadImage(str(root / "images/P0001/baseline_ct.nii.gz")), "ct", CONFIG,
+                   spacing_mm=CONFIG.working_spacing_mm)
 
 
 def _deformable(fixed) -> sitk.CompositeTransform:

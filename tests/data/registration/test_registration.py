@@ -40,6 +40,11 @@ REPO = Path(__file__).resolve().parents[3]
 RIGID_AFFINE = RegistrationConfig(bspline=False, workers=1)
 
 
+def _work(image: sitk.Image, modality: str, config: RegistrationConfig):
+    """``image`` prepared as the moving image of a ``modality`` registration would be."""
+    return prepare(image, modality, config, spacing_mm=config.working_spacing_for(modality))
+
+
 TINY = make_config("tiny", n_patients=2, seed=1, **{"missing.adc": 0.0})
 
 
@@ -88,7 +93,7 @@ def test_known_transform_recovered_within_1mm(cohort_dir):
     moving, pose = _render_moved()
     truth = true_transform(pose, fixed)  # baseline points → moving points, exact (rigid)
     centres = _lesion_centres(cohort_dir, "P0001")
-    result = register_pair(prepare(fixed, "ct", RIGID_AFFINE), prepare(moving, "ct", RIGID_AFFINE), RIGID_AFFINE)
+    result = register_pair(_work(fixed, "ct", RIGID_AFFINE), _work(moving, "ct", RIGID_AFFINE), RIGID_AFFINE)
     # points in and around the lesions: every lesion centre and a 20 mm cube about them
     probe = np.vstack([centres, centres.mean(axis=0) + 20 * np.array(list(np.ndindex(2, 2, 2))) - 10])
     error = [np.linalg.norm(np.subtract(result.transform.TransformPoint(tuple(p)), truth.TransformPoint(tuple(p))))
@@ -106,9 +111,9 @@ def test_registration_against_blank_or_unrelated_image_is_flagged(cohort_dir):
     blank = sitk.Image(fixed.GetSize(), sitk.sitkFloat32) + 40.0  # uniform soft tissue: nothing to align
     blank.CopyInformation(fixed)
     noise = sitk.AdditiveGaussianNoise(blank, standardDeviation=200.0, seed=3)
-    f = prepare(fixed, "ct", RIGID_AFFINE)
+    f = _work(fixed, "ct", RIGID_AFFINE)
     for name, moving in (("blank", blank), ("noise", noise)):
-        result = register_pair(f, prepare(moving, "ct", RIGID_AFFINE), RIGID_AFFINE, name=f"P0001 {name}")
+        result = register_pair(f, _work(moving, "ct", RIGID_AFFINE), RIGID_AFFINE, name=f"P0001 {name}")
         reasons = result.reasons(RIGID_AFFINE.failure, "ct")
         assert any("final metric" in r for r in reasons), (name, result.metric, reasons)
 
@@ -205,10 +210,15 @@ def test_cohort_chains_cache_and_flags(cohort_dir, tmp_path):
         b = read_transform(fresh.transform_path("P0001", tp, mod))
         for q in _lesion_centres(cohort_dir, "P0001"):
             assert np.allclose(a.TransformPoint(tuple(q)), b.TransformPoint(tuple(q)), atol=1e-6), (tp, mod)
-    # a setting that changes the result registers again
-    other = register_cohort(cohort, RegistrationConfig(bspline=False, workers=1, working_spacing_mm=3.0), cache,
-                            channels=channels, patients=["P0001"], progress=False, log=lambda m: None)
-    assert not other.table.cached.any()
+    # a setting that changes a result registers again, the pairs it does not touch stay cached:
+    # the CT working spacing is the CT -> CT pairs', the ADC one the ADC -> CT pairs'
+    def cached_after(**setting) -> dict[str, bool]:
+        again = register_cohort(cohort, RegistrationConfig(bspline=False, workers=1, **setting), cache,
+                                channels=channels, patients=["P0001"], progress=False, log=lambda m: None)
+        return again.table.groupby("modality").cached.any().to_dict()
+
+    assert cached_after(working_spacing_mm=3.0) == {"ct": False, "adc": True}
+    assert cached_after(adc_working_spacing_mm=3.0) == {"ct": True, "adc": False}
 
 
 def _marker_cohort(src: Path, dst: Path) -> tuple[Path, np.ndarray]:
@@ -289,7 +299,7 @@ def test_flagged_images_excluded_only_when_configured(cohort_dir, tmp_path):
 def test_lesion_region_correlation_flags_a_shift_of_millimetres(cohort_dir):
     """The CT → CT check around the lesions: the same CT scores 1 through the identity, and a
     6 mm shift along x and z (8.5 mm), which the whole-body checks let pass, is flagged."""
-    fixed = prepare(sitk.ReadImage(str(cohort_dir / "images/P0001/baseline_ct.nii.gz")), "ct", RIGID_AFFINE)
+    fixed = _work(sitk.ReadImage(str(cohort_dir / "images/P0001/baseline_ct.nii.gz")), "ct", RIGID_AFFINE)
     centres = _lesion_centres(cohort_dir, "P0001")
     aligned = lesion_correlation(fixed, fixed, sitk.TranslationTransform(3, (0.0, 0.0, 0.0)), centres, 50.0)
     shifted = lesion_correlation(fixed, fixed, sitk.TranslationTransform(3, (6.0, 0.0, 6.0)), centres, 50.0)
@@ -303,7 +313,7 @@ def test_lesion_region_correlation_flags_a_shift_of_millimetres(cohort_dir):
     unmeasured = PairResult(sitk.Transform(), -0.9, -0.5, 1.0, 1.0, 0.98)  # NaN: no lesions
     assert unmeasured.reasons(failure, "ct") == []
     # across modalities the correlation is not defined
-    adc = prepare(sitk.ReadImage(str(cohort_dir / "images/P0001/baseline_adc.nii.gz")), "adc", RIGID_AFFINE)
+    adc = _work(sitk.ReadImage(str(cohort_dir / "images/P0001/baseline_adc.nii.gz")), "adc", RIGID_AFFINE)
     assert np.isnan(lesion_correlation(fixed, adc, sitk.Transform(), centres, 50.0))
     with pytest.raises(ValueError, match="ct_lesion_correlation_min"):
         RegistrationConfig(failure={"ct_lesion_correlation_min": 1.5})
@@ -331,11 +341,11 @@ def test_motion_of_12mm_and_5deg_is_recovered_or_flagged(tmp_path_factory, patie
     base = truth[(truth.timepoint == "baseline") & (truth.modality == "ct")][["x_mm", "y_mm", "z_mm"]].to_numpy()
     pre = truth[(truth.timepoint == "presurgery") & (truth.modality == "ct")][["x_mm", "y_mm", "z_mm"]].to_numpy()
     config = RegistrationConfig(workers=1)
-    fixed = prepare(sitk.ReadImage(str(root / f"images/{patient_id}/baseline_ct.nii.gz")), "ct", config)
+    fixed = _work(sitk.ReadImage(str(root / f"images/{patient_id}/baseline_ct.nii.gz")), "ct", config)
     motion = RigidMotion(rotation_deg=(5.0, 5.0, -5.0), shift_mm=(7.0, -7.0, 7.0))  # 12.1 mm
     moved, anatomy_to_scanner = move_image(sitk.ReadImage(str(root / f"images/{patient_id}/presurgery_ct.nii.gz")),
                                            motion, "ct", margin_mm=0.0)
-    result = register_pair(fixed, prepare(moved, "ct", config), config, roi_mm=_lesion_centres(root, patient_id))
+    result = register_pair(fixed, _work(moved, "ct", config), config, roi_mm=_lesion_centres(root, patient_id))
     want = np.array([anatomy_to_scanner.TransformPoint(tuple(p)) for p in pre])
     got = np.array([result.transform.TransformPoint(tuple(q)) for q in base])
     error = np.linalg.norm(got - want, axis=1)
