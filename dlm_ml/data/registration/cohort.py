@@ -128,7 +128,7 @@ def register_patient(job: PatientJob) -> list[dict]:
             try:
                 if key[1] == "ct" and spacing_mm > finest:
                     # always from the CT -> CT copy (prepared for it if need be): the same copy
-                    # whatever the cache held, and an eighth of the cost of the original
+                    # whatever the cache held, and a fraction of the cost of the original
                     working[(key, spacing_mm)] = coarsen(work(key, finest), config, spacing_mm=spacing_mm)
                 else:
                     working[(key, spacing_mm)] = prepare(read_image(path), key[1], config, spacing_mm=spacing_mm)
