@@ -70,7 +70,7 @@ def _run(fn, items, n_workers, initializer, initargs) -> Iterator[tuple[int, Any
     with ProcessPoolExecutor(n_workers, mp_context=context, initializer=_worker_start,
                              initargs=(os.getpid(), initializer, initargs)) as pool:
         # the workers start as the tasks are submitted (a spawn pool starts them on demand)
-        with _main_module_left_alone(fn, initializer):
+        with _main_module_left_alone(fn, initializer, *{type(item) for item in items}):
             futures = {pool.submit(fn, item): index for index, item in enumerate(items)}
         try:
             for future in as_completed(futures):
@@ -89,7 +89,7 @@ def _run(fn, items, n_workers, initializer, initargs) -> Iterator[tuple[int, Any
 
 
 @contextmanager
-def _main_module_left_alone(*functions: Callable[..., Any] | None) -> Iterator[None]:
+def _main_module_left_alone(*needed: Any) -> Iterator[None]:
     """Workers started inside this block do not import the parent's ``__main__`` module.
 
     A spawned worker first imports its parent's main module, so that what was defined there can
@@ -97,9 +97,10 @@ def _main_module_left_alone(*functions: Callable[..., Any] | None) -> Iterator[N
     command line (torch, Lightning, MONAI, MLflow): about 8 s of CPU per worker on a 2-core
     laptop, for every pool, whatever the tasks need; a registration worker needs SimpleITK.
     Every worker is given nothing of ``__main__`` instead (it reads ``__spec__`` and
-    ``__file__`` when it starts), unless a function it must call was defined there."""
+    ``__file__`` when it starts), unless something in ``needed`` (the task, the initializer, the
+    items' classes) was defined there."""
     main = sys.modules.get("__main__")
-    if main is None or any(getattr(f, "__module__", None) == "__main__" for f in functions if f is not None):
+    if main is None or any(getattr(n, "__module__", None) == "__main__" for n in needed if n is not None):
         yield
         return
     hidden = {k: main.__dict__[k] for k in ("__spec__", "__file__") if k in main.__dict__}

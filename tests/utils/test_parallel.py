@@ -111,16 +111,21 @@ from dlm_ml.utils.parallel import parallel_map
 def negate(x):
     return -x
 
+class Number(int):
+    pass
+
 if __name__ == "__main__":
     fn = negate if sys.argv[2] == "own" else abs
-    print(parallel_map(fn, [-1, -2, -3, -4], workers=2, progress=False))
+    items = [Number(-v) for v in range(1, 5)] if sys.argv[2] == "own_items" else [-1, -2, -3, -4]
+    print(parallel_map(fn, items, workers=2, progress=False))
 """
 
 
-@pytest.mark.parametrize("task", ["library", "own"])
+@pytest.mark.parametrize("task", ["library", "own", "own_items"])
 def test_workers_import_the_main_module_only_for_a_task_defined_there(tmp_path, task):
     """A spawned worker would import the parent's main program first (for dlm-train: torch,
-    Lightning, MLflow, seconds per worker); it does only when the task was defined there."""
+    Lightning, MLflow, seconds per worker); it does only when the task, or its items' class,
+    was defined there."""
     program = tmp_path / "program.py"
     program.write_text(_MAIN_PROGRAM)
     markers = tmp_path / "markers"

@@ -127,8 +127,10 @@ def register_patient(job: PatientJob) -> list[dict]:
             finest = config.working_spacing_mm
             try:
                 if key[1] == "ct" and spacing_mm > finest:
-                    # always from the CT -> CT copy (prepared for it if need be): the same copy
-                    # whatever the cache held, and a fraction of the cost of the original
+                    # A CT is the only image used at two spacings: CT -> CT at working_spacing_mm,
+                    # and fixed image of its visit's ADC at adc_working_spacing_mm. The coarser copy
+                    # always comes from the finer one (prepared for it if need be): the same copy
+                    # whatever the cache held, and a fraction of the cost of the original.
                     working[(key, spacing_mm)] = coarsen(work(key, finest), config, spacing_mm=spacing_mm)
                 else:
                     working[(key, spacing_mm)] = prepare(read_image(path), key[1], config, spacing_mm=spacing_mm)

@@ -42,7 +42,6 @@ from dlm_ml.data.synthetic import config as synth_config
 from dlm_ml.data.synthetic import writer as synth_writer
 from dlm_ml.data.synthetic.geometry import load_true_poses, rotation_angle_deg, true_transform
 from dlm_ml.data.synthetic.readers import auc
-from dlm_ml.data.synthetic.tables import PUBLIC_TABLES, simulate_cohort
 
 TABLES = [schema.PATIENTS_CSV, schema.IMAGES_CSV, schema.LESIONS_CSV, schema.OUTCOMES_CSV, schema.READINGS_CSV]
 # (lesions.csv diameter_presurgery_mm is the site's noisy measurement, checked against the truth below)
@@ -637,15 +636,3 @@ def test_cli_help_describes_presets_and_lists_keys(capsys):
     lines = {line.split()[0]: line.split(None, 2)[1:] for line in capsys.readouterr().out.splitlines()}
     assert set(lines) == {key for key, _, _ in settable_keys()}
     assert lines["n_patients"] == ["int", "10"] and lines["effects.adc_change"][0] == "float"
-
-
-def test_demo_preset_keeps_the_default_cohorts_tables():
-    """The demo cohort differs from the default one by its CT grids only: the same patients, lesions,
-    outcomes and reader calls for a seed, so the readers of the demo's headline are the default
-    cohort's."""
-    default = simulate_cohort(make_config("default", n_patients=20, seed=42))
-    demo = simulate_cohort(make_config("demo", n_patients=20, seed=42))
-    for key in [*PUBLIC_TABLES, "truth_lesions"]:
-        pd.testing.assert_frame_equal(demo.tables[key], default.tables[key], obj=key)
-    assert make_config("demo").geometry.adc == make_config("default").geometry.adc
-    assert make_config("demo").geometry.ct.inplane_spacing_mm > make_config("default").geometry.ct.inplane_spacing_mm
