@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import ndtri
 
 from dlm_ml.data.synthetic.config import SynthConfig
 from dlm_ml.data.synthetic.geometry import ImageGrid, VisitPose, VoxelCoordinates, anatomy_box_to_slices
@@ -75,17 +76,29 @@ class Anatomy:
                      "vertebra_phase_mm", "disc_thickness_mm"):
             object.__setattr__(self, name, float(getattr(self, name)))
 
-    def _ellipse_sd(self, x, y, shrink: float, z=None):
+    def _ellipse_sds(self, x, y, z, shrinks: tuple[float, ...]) -> list:
+        """Approximate signed distances (mm) to the body's elliptic cross-section shrunk by each of
+        ``shrinks`` (mm); the offsets and the taper are computed once for all."""
         k = 1.0 if z is None or self.body_taper == 0 else 1.0 + self.body_taper * (z - self.fov_center[2])
-        a, b = self.body_semi_axes[0] * k - shrink, self.body_semi_axes[1] * k - shrink
-        r = np.sqrt(((x - self.body_center[0]) / a) ** 2 + ((y - self.body_center[1]) / b) ** 2)
-        return (r - 1.0) * np.minimum(a, b)
+        dx, dy = x - self.body_center[0], y - self.body_center[1]
+        out = []
+        for shrink in shrinks:
+            a, b = self.body_semi_axes[0] * k - shrink, self.body_semi_axes[1] * k - shrink
+            r = np.sqrt((dx / a) ** 2 + (dy / b) ** 2)
+            out.append((r - 1.0) * np.minimum(a, b))
+        return out
 
     def body_sd(self, x, y, z=None):
-        return self._ellipse_sd(x, y, 0.0, z)
+        return self._ellipse_sds(x, y, z, (0.0,))[0]
 
     def inner_sd(self, x, y, z=None):
-        return self._ellipse_sd(x, y, self.fat_mm, z)
+        """Signed distance to the inside of the abdominal wall (the body shrunk by the fat layer)."""
+        return self._ellipse_sds(x, y, z, (self.fat_mm,))[0]
+
+    def body_and_inner_sd(self, x, y, z=None):
+        """(:meth:`body_sd`, :meth:`inner_sd`) at the same points, for the cost of about one and a half."""
+        body, inner = self._ellipse_sds(x, y, z, (0.0, self.fat_mm))
+        return body, inner
 
     def liver_sd(self, x, y, z, inner_sd=None):
         """Approximate signed distance to the liver: union of two lobes, clipped to
@@ -245,16 +258,39 @@ class Tissue:
     background_sd: float = 0.0
 
 
+def _normal_quantiles(levels: int = 1 << 16) -> np.ndarray:
+    """``levels`` float32 values of a standard normal, one per equal-probability bin (its
+    midpoint quantile), rescaled to variance exactly 1; symmetric, so mean 0. They reach ±4.3."""
+    q = ndtri((np.arange(levels) + 0.5) / levels)
+    return (q / np.sqrt(np.mean(q ** 2))).astype(np.float32)
+
+
+_NORMAL_QUANTILES = _normal_quantiles()
+
+
+def image_noise(rng: np.random.Generator, shape, levels: np.ndarray = _NORMAL_QUANTILES) -> np.ndarray:
+    """Standard normal float32 noise of ``shape`` by inverse-CDF lookup of 16-bit random
+    integers (four from each 64-bit word of ``rng``'s bit generator): about 8× cheaper than
+    NumPy's float32 ziggurat, which was a quarter of the render time. Quantised to 65,536
+    equal-probability levels and cut at ±4.3 SD: for image noise that is rounded to whole HU
+    (or µm²/s) afterwards, neither is visible. ``levels``: the quantiles already transformed
+    (scaled by an SD, rectified), to save a pass per voxel."""
+    n = int(np.prod(shape))
+    words = rng.bit_generator.random_raw(-(-n // 4))
+    # little-endian order on every platform, so a seed gives the same image everywhere
+    return levels.take(words.astype("<u8", copy=False).view("<u2")[:n]).reshape(shape)
+
+
 def _membership(sd, width):
     """expit(-sd / width) in float32 (1 inside, 0 outside, 0.5 on the surface), as
-    1 / (1 + exp(sd / width)) with NumPy's vectorised exp (several times faster than the scalar
-    one of scipy's expit; the two differ by float32 rounding). Capped below exp's float32
-    overflow: 1 / (1 + e^88) is 0 to within 1e-38."""
-    t = np.divide(sd, np.float32(width), dtype=np.float32)
-    np.minimum(t, np.float32(88.0), out=t)
-    np.exp(t, out=t)
-    t += np.float32(1.0)
-    return np.reciprocal(t, out=t)
+    0.5 + 0.5 tanh(-sd / (2 width)): NumPy's vectorised float32 tanh makes this about 3× faster
+    than 1 / (1 + exp(sd / width)) (the two differ by float32 rounding, < 2e-7), and tanh cannot
+    overflow."""
+    t = np.multiply(sd, np.float32(-0.5 / width), dtype=np.float32)
+    np.tanh(t, out=t)
+    t *= np.float32(0.5)
+    t += np.float32(0.5)
+    return t
 
 
 def _segment_distance(X, Y, Z, seg: Segment):
@@ -292,6 +328,19 @@ def _view(arr, box):
     return arr[tuple(s if n > 1 else slice(None) for s, n in zip(box, arr.shape))]
 
 
+def _within(region, box):
+    """``region``'s array (``(box, array)``, the array filling its box) over ``box``, when ``box``
+    lies inside the region's box; else ``None``."""
+    if region is None:
+        return None
+    outer, arr = region
+    if arr.shape != tuple(o.stop - o.start for o in outer):
+        return None
+    if any(b.start < o.start or b.stop > o.stop for b, o in zip(box, outer)):
+        return None
+    return arr[tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, outer))]
+
+
 def _grid_z_range(grid: ImageGrid, pose: VisitPose) -> tuple[float, float]:
     """Anatomy-space z range (mm) of the image's field of view, widened by the breathing bump."""
     corners = grid.index_to_world(np.array(list(np.ndindex(2, 2, 2))) * (np.asarray(grid.size) - 1))
@@ -317,9 +366,6 @@ def render(anatomy: Anatomy, tissue: Tissue, lesions: list[tuple[np.ndarray, flo
     w = float(np.hypot(edge_mm, 0.35 * np.mean(grid.spacing)))
     shape = tuple(reversed(grid.size))
     coords = VoxelCoordinates(grid, pose)
-    # the noise of the whole image first, in one stream: noise, then the background floor
-    noise = rng.standard_normal(shape, dtype=np.float32) if tissue.noise_sd > 0 else None
-    floor = rng.standard_normal(shape, dtype=np.float32) if tissue.background_sd > 0 else None
     vol = np.empty(shape, np.float32)
     liver_mask = np.zeros(shape, np.uint8) if with_masks else None
     labels = np.zeros(shape, np.uint8) if with_masks else None
@@ -357,13 +403,15 @@ def render(anatomy: Anatomy, tissue: Tissue, lesions: list[tuple[np.ndarray, flo
         if box is not None:
             spheres.append((box, k, centre, r, value))
 
+    noise_levels = _NORMAL_QUANTILES * np.float32(tissue.noise_sd) if tissue.noise_sd > 0 else None
+    floor_levels = np.abs(_NORMAL_QUANTILES) * np.float32(tissue.background_sd) if tissue.background_sd > 0 else None
     step = max(1, _SLAB_VOXELS // (shape[1] * shape[2]))
     for z0 in range(0, shape[0], step):
         z1 = min(z0 + step, shape[0])
         X, Y, Z = coords.slab(z0, z1)
         v = vol[z0:z1]
-        body = _membership(anatomy.body_sd(X, Y, Z), w)
-        inner_sd = anatomy.inner_sd(X, Y, Z)
+        body_sd, inner_sd = anatomy.body_and_inner_sd(X, Y, Z)
+        body = _membership(body_sd, w)
         background = tissue.air + (tissue.fat - tissue.air) * body
         v[...] = background + (tissue.soft - background) * _membership(inner_sd, w)
         for box, centre, radius, value, rim in cylinders:
@@ -386,8 +434,10 @@ def render(anatomy: Anatomy, tissue: Tissue, lesions: list[tuple[np.ndarray, flo
             if (b := _local(box, z0, z1)) is not None:
                 _paint(v, b, tissue.kidney, _membership(kidney.signed_distance(_view(X, b), _view(Y, b),
                                                                                _view(Z, b)), w))
+        liver = None  # (slab box, liver signed distance there), reused for the vessels
         if liver_box is not None and (b := _local(liver_box, z0, z1)) is not None:
-            m = _membership(anatomy.liver_sd(_view(X, b), _view(Y, b), _view(Z, b), _view(inner_sd, b)), w)
+            liver = (b, anatomy.liver_sd(_view(X, b), _view(Y, b), _view(Z, b), _view(inner_sd, b)))
+            m = _membership(liver[1], w)
             _paint(v, b, tissue.liver, m)
             if with_masks:
                 liver_mask[z0:z1][b] = m > 0.5
@@ -395,7 +445,10 @@ def render(anatomy: Anatomy, tissue: Tissue, lesions: list[tuple[np.ndarray, flo
             if (b := _local(box, z0, z1)) is None:
                 continue
             Xb, Yb, Zb = _view(X, b), _view(Y, b), _view(Z, b)
-            in_liver = _membership(anatomy.liver_sd(Xb, Yb, Zb, _view(inner_sd, b)) + 2 * w, w)
+            liver_sd = _within(liver, b)
+            if liver_sd is None:
+                liver_sd = anatomy.liver_sd(Xb, Yb, Zb, _view(inner_sd, b))
+            in_liver = _membership(liver_sd + 2 * w, w)
             _paint(v, b, tissue.vessel, _membership(_segment_distance(Xb, Yb, Zb, seg) - seg[2], w) * in_liver)
         for box, k, centre, r, value in spheres:
             if (b := _local(box, z0, z1)) is None:
@@ -405,8 +458,15 @@ def render(anatomy: Anatomy, tissue: Tissue, lesions: list[tuple[np.ndarray, flo
             _paint(v, b, value, m)
             if with_masks:
                 labels[z0:z1][b][m > 0.5] = k + 1
-        if noise is not None:
-            v += noise[z0:z1] * np.float32(tissue.noise_sd) * (body > 0.5)
-        if floor is not None:
-            v += np.abs(floor[z0:z1]) * np.float32(tissue.background_sd) * (body <= 0.5)
+        # one stream, drawn slab by slab (the slabs depend on the shape only): the noise, then
+        # the background floor; drawn here, each slab's noise is still in the CPU cache when added
+        # (a masked add, ``np.add(..., where=)``, is several times slower than multiplying by the mask)
+        if noise_levels is not None:
+            noise = image_noise(rng, v.shape, noise_levels)
+            noise *= body > 0.5
+            v += noise
+        if floor_levels is not None:
+            floor = image_noise(rng, v.shape, floor_levels)
+            floor *= body <= 0.5
+            v += floor
     return (vol, liver_mask, labels) if with_masks else vol

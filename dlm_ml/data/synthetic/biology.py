@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtr, ndtri  # = scipy.stats.norm.cdf / .ppf, without importing scipy.stats (0.5 s)
 
 from dlm_ml.data.cohort import schema
 from dlm_ml.data.synthetic.anatomy import Anatomy, Tissue, place_lesions, sample_anatomy
@@ -149,9 +149,9 @@ def simulate_patient(index: int, config: SynthConfig, seed: np.random.SeedSequen
     L_other = u2 + e2
     rho = ef.pcr_coupling
     p = config.outcomes.pcr_prevalence
-    tau = norm.ppf(1 - p) * np.sqrt(1 + ef.pcr_noise ** 2)
+    tau = ndtri(1 - p) * np.sqrt(1 + ef.pcr_noise ** 2)
     pcr = (rho * L + np.sqrt(1 - rho ** 2) * L_other + ef.pcr_noise * eps_pcr > tau).astype(int)
-    R = norm.cdf((L - norm.ppf(1 - p)) / ef.response_width)  # response degree in [0, 1]
+    R = ndtr((L - ndtri(1 - p)) / ef.response_width)  # response degree in [0, 1]
 
     d0 = np.clip(np.exp(log_d0), lc.diameter_min_mm, lc.diameter_max_mm)
     shrink = ef.shrink_nonresponder + (ef.shrink_responder - ef.shrink_nonresponder) * R + ef.shrink_noise * z_shrink

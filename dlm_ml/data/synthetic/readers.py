@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from dlm_ml.data.synthetic.config import ReaderConfig
 
@@ -55,7 +54,7 @@ def auc(y: np.ndarray, score: np.ndarray) -> float:
     n1, n0 = y.sum(), (~y).sum()
     if n1 == 0 or n0 == 0:
         return float("nan")
-    ranks = rankdata(score)
+    ranks = pd.Series(score).rank(method="average").to_numpy()  # = scipy.stats.rankdata
     return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
