@@ -88,17 +88,14 @@ class Anatomy:
             out.append((r - 1.0) * np.minimum(a, b))
         return out
 
-    def body_sd(self, x, y, z=None):
-        return self._ellipse_sds(x, y, z, (0.0,))[0]
-
     def inner_sd(self, x, y, z=None):
         """Signed distance to the inside of the abdominal wall (the body shrunk by the fat layer)."""
         return self._ellipse_sds(x, y, z, (self.fat_mm,))[0]
 
     def body_and_inner_sd(self, x, y, z=None):
-        """(:meth:`body_sd`, :meth:`inner_sd`) at the same points, for the cost of about one and a half."""
-        body, inner = self._ellipse_sds(x, y, z, (0.0, self.fat_mm))
-        return body, inner
+        """Signed distances to the body outline and to the inside of the abdominal wall
+        (:meth:`inner_sd`) at the same points, for the cost of about one and a half."""
+        return tuple(self._ellipse_sds(x, y, z, (0.0, self.fat_mm)))
 
     def liver_sd(self, x, y, z, inner_sd=None):
         """Approximate signed distance to the liver: union of two lobes, clipped to
